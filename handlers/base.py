@@ -1,0 +1,73 @@
+"""The plug-in interface every framework implements. Handlers never see HTTP or JSON."""
+
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hyperserve.server.types import InferRequest, InferResponse, Signature
+
+
+@dataclass
+class HandlerConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    intra_op_threads: int = 0  # 0: the framework's default
+    inter_op_threads: int = 0
+    method: str = "predict"  # scikit-learn: which estimator method answers predict
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Handler(abc.ABC):
+    """One loaded model.
+
+    Class attributes tell the scheduler how to run it: ``releases_gil`` (framework compute runs
+    outside the GIL, so threads scale) and ``batchable`` (requests may be concatenated along
+    dimension 0). ``accepts_raw`` says whether bodies other than tensors reach ``predict``.
+    Detection: ``artifact_names`` are exact file names, ``artifact_suffixes`` file endings.
+    """
+
+    name: ClassVar[str] = ""
+    releases_gil: ClassVar[bool] = True
+    batchable: ClassVar[bool] = True
+    accepts_raw: ClassVar[bool] = False
+    artifact_names: ClassVar[tuple[str, ...]] = ()
+    artifact_suffixes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def find_artifact(cls, model_path: Path) -> Path | None:
+        """The artifact this handler would load from a directory or file, or None."""
+        if model_path.is_file():
+            return model_path if cls.matches_file(model_path.name) else None
+        for name in cls.artifact_names:
+            if (model_path / name).is_file():
+                return model_path / name
+        candidates = sorted(p for p in model_path.iterdir() if p.is_file() and p.name.endswith(cls.artifact_suffixes)) \
+            if cls.artifact_suffixes else []
+        return candidates[0] if len(candidates) == 1 else None
+
+    @classmethod
+    def matches_file(cls, filename: str) -> bool:
+        return filename in cls.artifact_names or (bool(cls.artifact_suffixes) and filename.endswith(cls.artifact_suffixes))
+
+    @abc.abstractmethod
+    def load(self, artifact: Path, config: HandlerConfig) -> None:
+        """Load the model from ``artifact`` (a file or a directory)."""
+
+    @abc.abstractmethod
+    def signature(self) -> Signature:
+        """Inputs and outputs: names, dtypes (None: Python objects) and shapes (-1: variable)."""
+
+    @abc.abstractmethod
+    def predict(self, request: InferRequest) -> InferResponse:
+        """Run the model on a batch; every output's first dimension is the batch size."""
+
+    def describe(self) -> dict[str, Any]:
+        """What ``hyperserve inspect`` prints besides the signature."""
+        return {}
+
+
+def default_threads(config: HandlerConfig) -> int:
+    return config.intra_op_threads or max(1, len(os.sched_getaffinity(0)))

@@ -1,0 +1,58 @@
+"""scikit-learn estimators and pipelines from ``model.joblib`` / ``model.pkl`` (Vertex semantics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyperserve.server.errors import ServingError
+from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
+
+from .base import Handler, HandlerConfig
+
+METHODS = ("predict", "predict_proba", "decision_function", "transform")
+
+
+def load_pickled(artifact: Path) -> Any:
+    """joblib for .joblib, pickle for .pkl (both execute code from the artifact: trust it)."""
+    if artifact.suffix == ".pkl":
+        import pickle
+
+        with artifact.open("rb") as f:
+            return pickle.load(f)
+    import joblib
+
+    return joblib.load(artifact)
+
+
+class SklearnHandler(Handler):
+    name = "sklearn"
+    releases_gil = False  # much of scikit-learn's per-call overhead is Python
+    artifact_names = ("model.joblib", "model.pkl")
+    artifact_suffixes = ()
+
+    def load(self, artifact: Path, config: HandlerConfig) -> None:
+        self.model = load_pickled(artifact)
+        if config.method not in METHODS:
+            raise ServingError(f"--method must be one of {METHODS}, got '{config.method}'")
+        if not hasattr(self.model, config.method):
+            raise ServingError(f"{type(self.model).__name__} has no method '{config.method}'")
+        self.method_name = config.method
+        self._method = getattr(self.model, config.method)
+        n_features = getattr(self.model, "n_features_in_", None)
+        shape = (-1, int(n_features)) if n_features is not None else None
+        self._input = TensorSpec("instances", None, shape)
+
+    def signature(self) -> Signature:
+        return Signature((self._input,), (TensorSpec("predictions"),))
+
+    def describe(self) -> dict[str, Any]:
+        return {"estimator": type(self.model).__name__, "method": self.method_name}
+
+    def predict(self, request: InferRequest) -> InferResponse:
+        x = request.inputs["instances"]
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x, dtype=object)
+        return InferResponse({"predictions": self._method(x)})

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up hyperserve in .venv, trains the bundled iris example and serves it on port 8080.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[all-cpu]'
+[ -f examples/iris/model.joblib ] || .venv/bin/python examples/iris/make_model.py
+exec .venv/bin/hyperserve serve examples/iris "$@"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, then runs the whole suite. `.ci/run` calls exactly this.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k transport`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System tools the tests drive: curl and wrk are real HTTP clients in the transport tests.
+if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+  SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk curl >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# Builds the C++ extension (scikit-build-core + nanobind) and installs every CPU framework.
+.venv/bin/python -m pip install -q -e '.[all-cpu,test]'
+
+.venv/bin/python -m pytest "$@"
+# The codecs again with the pure-Python twins, which must behave identically.
+HYPERSERVE_NO_NATIVE=1 .venv/bin/python -m pytest -q tests/unit -k "codec or b64"

@@ -1,0 +1,1 @@
+"""Codecs: pure functions from request bytes to InferRequest and from InferResponse to bytes."""

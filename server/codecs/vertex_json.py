@@ -1,0 +1,193 @@
+"""Vertex AI / TF Serving JSON: ``{"instances"}`` (row) or ``{"inputs"}`` (columnar) ⇄ tensors.
+
+Row format: each instance is one batch item; a one-input model takes bare values, a model with
+several inputs takes objects keyed by exactly the input names. Columnar: the value is the batch
+itself. Replies: ``{"predictions": [...]}`` with one prediction per instance in order, or
+``{"outputs": ...}``. Rules: ../shared/CONTRACTS.md §1 and §2.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import InvalidInput
+from ..types import InferRequest, InferResponse, Signature, TensorSpec
+from .tensors import json_type, to_array
+
+ROW, COLUMNAR = "row", "columnar"
+
+
+@dataclass
+class PredictBody:
+    """The envelope of a predict body, before any tensor is built."""
+
+    data: Any  # the instances list (row) or the inputs value (columnar)
+    format: str
+    parameters: dict[str, Any]
+    signature_name: str | None
+
+
+def parse_json(body: bytes | memoryview) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput(f"invalid JSON: {err}") from None
+
+
+def parse_predict_body(body: bytes | memoryview) -> PredictBody:
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"request body must be a JSON object with 'instances', got {json_type(doc)}")
+    has_instances, has_inputs = "instances" in doc, "inputs" in doc
+    if has_instances == has_inputs:
+        raise InvalidInput("request body must have exactly one of 'instances' (row format) "
+                           "or 'inputs' (columnar format)")
+    parameters = doc.get("parameters")
+    if parameters is None:
+        parameters = {}
+    elif not isinstance(parameters, dict):
+        raise InvalidInput(f"'parameters' must be an object, got {json_type(parameters)}")
+    signature_name = doc.get("signature_name")
+    if signature_name is not None and not isinstance(signature_name, str):
+        raise InvalidInput(f"'signature_name' must be a string, got {json_type(signature_name)}")
+    if has_instances:
+        instances = doc["instances"]
+        if not isinstance(instances, list):
+            raise InvalidInput(f"'instances' must be a list, got {json_type(instances)}")
+        if not instances:
+            raise InvalidInput("'instances' must not be empty")
+        return PredictBody(instances, ROW, parameters, signature_name)
+    return PredictBody(doc["inputs"], COLUMNAR, parameters, signature_name)
+
+
+def decode_predict_request(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
+    """Bytes → InferRequest whose inputs follow the signature; also returns the format."""
+    parsed = parse_predict_body(body)
+    if parsed.format == ROW:
+        inputs = _row_inputs(parsed.data, signature.inputs)
+        batch_size = len(parsed.data)
+    else:
+        inputs = _columnar_inputs(parsed.data, signature.inputs)
+        first = next(iter(inputs.values()))
+        batch_size = len(first) if hasattr(first, "__len__") else 1
+    return InferRequest(inputs=inputs, batch_size=batch_size, parameters=parsed.parameters), parsed.format
+
+
+def _row_inputs(instances: list, specs: tuple[TensorSpec, ...]) -> dict[str, Any]:
+    if len(specs) == 1:
+        spec = specs[0]
+        # A one-input model also takes instances written as {"<input name>": value}.
+        if type(instances[0]) is dict and spec.name in instances[0] and len(instances[0]) == 1 and spec.dtype is not None:
+            instances = [_named_value(inst, spec, i) for i, inst in enumerate(instances)]
+        return {spec.name: to_array(instances, spec, "instances")}
+    names = [s.name for s in specs]
+    columns: dict[str, list] = {n: [] for n in names}
+    for i, inst in enumerate(instances):
+        if type(inst) is not dict or "b64" in inst and len(inst) == 1:
+            raise InvalidInput(f"instances[{i}]: this model has inputs {names}; each instance must be an "
+                               f"object keyed by them, got {json_type(inst)}")
+        for name in names:
+            if name not in inst:
+                raise InvalidInput(f"instances[{i}]: missing input '{name}'")
+            columns[name].append(inst[name])
+        if len(inst) != len(names):
+            extra = sorted(set(inst) - set(names))
+            raise InvalidInput(f"instances[{i}]: unknown input '{extra[0]}' (the model's inputs are {names})")
+    return {s.name: to_array(columns[s.name], s, f"instances[*].{s.name}") for s in specs}
+
+
+def _named_value(inst: Any, spec: TensorSpec, i: int) -> Any:
+    if type(inst) is not dict or spec.name not in inst or len(inst) != 1:
+        raise InvalidInput(f"instances[{i}]: expected an object with the single key '{spec.name}' "
+                           "like the other instances")
+    return inst[spec.name]
+
+
+def _columnar_inputs(value: Any, specs: tuple[TensorSpec, ...]) -> dict[str, Any]:
+    if type(value) is dict and not ("b64" in value and len(value) == 1):
+        names = [s.name for s in specs]
+        for key in value:
+            if key not in names:
+                raise InvalidInput(f"inputs: unknown input '{key}' (the model's inputs are {names})")
+        for name in names:
+            if name not in value:
+                raise InvalidInput(f"inputs: missing input '{name}'")
+        return {s.name: to_array(value[s.name], s, f"inputs.{s.name}") for s in specs}
+    if len(specs) != 1:
+        raise InvalidInput(f"inputs: this model has inputs {[s.name for s in specs]}; "
+                           "'inputs' must be an object keyed by them")
+    if not isinstance(value, list):
+        value = [value]
+    return {specs[0].name: to_array(value, specs[0], "inputs")}
+
+
+# -- responses --------------------------------------------------------------------------------
+
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):  # dtypes orjson does not serialize natively (object, str, bytes)
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(obj).decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(obj).decode("ascii")}
+    raise TypeError(f"cannot encode a {type(obj).__name__} as JSON")
+
+
+def _as_b64(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview, np.bytes_)):
+        return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [_as_b64(v) for v in value]
+    return value
+
+
+def _output_value(name: str, value: Any) -> Any:
+    # TF Serving's convention: a string output whose alias ends in _bytes is sent as {"b64": ...}.
+    return _as_b64(value) if name.endswith("_bytes") else value
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=_default, option=_DUMPS_OPTIONS)
+
+
+def predictions_payload(response: InferResponse, batch_size: int) -> Any:
+    """One prediction per instance: the single output's rows, or per-instance objects."""
+    outputs = response.outputs
+    if len(outputs) == 1:
+        name, value = next(iter(outputs.items()))
+        return _output_value(name, value)
+    items = [(name, _output_value(name, value)) for name, value in outputs.items()]
+    return [{name: value[i] for name, value in items} for i in range(batch_size)]
+
+
+def encode_predict_response(response: InferResponse, batch_size: int, fmt: str = ROW,
+                            extra: dict[str, Any] | None = None) -> bytes:
+    if fmt == COLUMNAR:
+        outputs = response.outputs
+        if len(outputs) == 1:
+            name, value = next(iter(outputs.items()))
+            doc: dict[str, Any] = {"outputs": _output_value(name, value)}
+        else:
+            doc = {"outputs": {name: _output_value(name, value) for name, value in outputs.items()}}
+    else:
+        doc = {"predictions": predictions_payload(response, batch_size)}
+    if extra:
+        doc.update(extra)
+    return dumps(doc)
+
+
+def encode_error(message: str) -> bytes:
+    return orjson.dumps({"error": message})

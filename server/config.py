@@ -1,0 +1,85 @@
+"""Every setting in one table: its flag, the environment variables that set it, default and help.
+
+Precedence: flag > first set environment variable > default. The platform's own variables
+(AIP_*) come first where they exist, so the container needs no flags on Vertex AI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    env: tuple[str, ...]
+    default: Any
+    type: Callable[[str], Any]
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def _env(name: str) -> tuple[str, ...]:
+    return ("HYPERSERVE_" + name,)
+
+
+SERVE_OPTIONS: tuple[Option, ...] = (
+    Option("--host", _env("HOST"), "0.0.0.0", str, "address to bind"),
+    Option("--port", ("AIP_HTTP_PORT",) + _env("PORT"), 8080, int, "port to bind"),
+    Option("--health-route", ("AIP_HEALTH_ROUTE",), "/health", str, "readiness route (Vertex AI)"),
+    Option("--predict-route", ("AIP_PREDICT_ROUTE",), "/predict", str, "predict and rawPredict route (Vertex AI)"),
+    Option("--model-name", _env("MODEL_NAME"), "model", str, "name of the model on the KServe v1 routes"),
+    Option("--framework", _env("FRAMEWORK"), "auto", str,
+           "handler to use: auto (detect from the artifacts), onnx, sklearn, xgboost, or an entry-point name"),
+    Option("--method", _env("METHOD"), "predict", str,
+           "scikit-learn method that answers predict: predict, predict_proba, decision_function, transform"),
+    Option("--device", _env("DEVICE"), "auto", str, "auto (GPU when usable), cpu or cuda"),
+    Option("--intra-op-threads", _env("INTRA_OP_THREADS"), 0, int, "framework intra-op threads (0: its default)"),
+    Option("--inter-op-threads", _env("INTER_OP_THREADS"), 0, int, "framework inter-op threads (0: its default)"),
+    Option("--model-threads", _env("MODEL_THREADS"), 0, int,
+           "threads that call the model (0: 4 for frameworks that release the GIL, else 1)"),
+    Option("--max-queue", _env("MAX_QUEUE"), 1024, int,
+           "requests admitted per model before answering 503 with Retry-After"),
+    Option("--request-timeout", _env("REQUEST_TIMEOUT"), 600.0, float,
+           "seconds a predict may take before 504 (0: no limit)"),
+    Option("--max-body-size", _env("MAX_BODY_SIZE"), 100 * 1024 * 1024, int, "largest request body in bytes (413 beyond)"),
+    Option("--max-header-size", _env("MAX_HEADER_SIZE"), 64 * 1024, int, "largest request head in bytes (431 beyond)"),
+    Option("--keepalive-timeout", _env("KEEPALIVE_TIMEOUT"), 75.0, float, "seconds an idle keep-alive connection stays open"),
+    Option("--header-timeout", _env("HEADER_TIMEOUT"), 10.0, float, "seconds a client has to send a request's headers"),
+    Option("--body-timeout", _env("BODY_TIMEOUT"), 60.0, float, "seconds a client has to send a request's body"),
+    Option("--grace-period", _env("GRACE_PERIOD"), 30.0, float,
+           "seconds in-flight requests get to finish after SIGTERM"),
+    Option("--load-failure-exit-delay", _env("LOAD_FAILURE_EXIT_DELAY"), 5.0, float,
+           "seconds to keep answering 503 after a failed load before exiting non-zero"),
+    Option("--cache-dir", _env("CACHE_DIR"), "/tmp/hyperserve", str, "where gs:// artifacts are downloaded"),
+    Option("--log-level", _env("LOG_LEVEL"), "info", str, "debug, info, warning or error"),
+)
+
+
+def env_default(option: Option, environ=os.environ) -> Any:
+    for name in option.env:
+        value = environ.get(name)
+        if value not in (None, ""):
+            return option.type(value)
+    return option.default
+
+
+def add_options(parser: argparse.ArgumentParser, options=SERVE_OPTIONS, environ=os.environ) -> None:
+    for option in options:
+        env_note = f" [env: {', '.join(option.env)}]" if option.env else ""
+        parser.add_argument(option.flag, dest=option.dest, type=option.type, default=env_default(option, environ),
+                            help=f"{option.help} (default: {option.default}){env_note}")
+
+
+def markdown_table(options=SERVE_OPTIONS) -> str:
+    """The README's configuration table, generated so it cannot drift from --help."""
+    lines = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for o in options:
+        lines.append(f"| `{o.flag}` | {', '.join(f'`{e}`' for e in o.env)} | `{o.default}` | {o.help} |")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""The request a route receives and the response it returns, and their wire encoding."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+
+import orjson
+
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+
+_date_cache: list = [0, b""]
+
+
+def _date_header() -> bytes:
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+    return _date_cache[1]
+
+
+class Request:
+    """One parsed HTTP request. Header names are lower-case; repeated headers are joined by ', '."""
+
+    __slots__ = ("method", "path", "query", "headers", "body", "http_version", "keep_alive")
+
+    def __init__(self, method: str, path: str, query: str, headers: dict[str, str],
+                 body: bytes, http_version: str, keep_alive: bool):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower-cased ('' when absent)."""
+        value = self.headers.get("content-type", "")
+        return value.split(";", 1)[0].strip().lower()
+
+
+class Response:
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(self, status: int = 200, body: bytes = b"", content_type: str = "application/json",
+                 headers: dict[str, str] | None = None):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+
+    @classmethod
+    def json(cls, obj, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return cls(status, orjson.dumps(obj), "application/json", headers)
+
+    @classmethod
+    def error(cls, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        return cls(status, orjson.dumps({"error": message}), "application/json", headers)
+
+    def encode_head(self, *, head_only_length: int | None = None, connection: bytes = b"") -> bytes:
+        """Status line and headers. ``connection`` is b'close', b'keep-alive' or b''."""
+        status_line = _STATUS_LINES.get(self.status) or f"HTTP/1.1 {self.status} Unknown\r\n".encode()
+        length = len(self.body) if head_only_length is None else head_only_length
+        ct_line = _CONTENT_TYPE_LINES.get(self.content_type)
+        if ct_line is None:
+            ct_line = b"content-type: " + self.content_type.encode("latin-1") + b"\r\n" if self.content_type else b""
+        head = b"%s%sserver: hyperserve\r\n%scontent-length: %d\r\n" % (status_line, _date_header(), ct_line, length)
+        if self.headers:
+            head += "".join(f"{k}: {v}\r\n" for k, v in self.headers.items()).encode("latin-1")
+        if connection:
+            head += b"connection: " + connection + b"\r\n"
+        return head + b"\r\n"
+
+
+_CONTENT_TYPE_LINES = {t: b"content-type: " + t.encode() + b"\r\n" for t in ("application/json", "text/plain")}

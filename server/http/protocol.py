@@ -1,0 +1,355 @@
+"""One HTTP/1.1 connection: parse with httptools, hand whole requests to the app, write in order.
+
+Rules this file keeps:
+- Responses leave in the order their requests arrived (pipelining); at most one request of a
+  connection is inside the app at a time, later ones wait in ``_pipeline``.
+- At any moment one deadline guards the connection, chosen by its phase (the table below).
+- Reading pauses while the peer does not read our writes, or while too many requests wait.
+- A protocol error answers 400 (or 413/431/408) after the responses already owed, then closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import httptools
+
+from .messages import Request, Response
+
+if TYPE_CHECKING:
+    from .server import HttpServer
+
+log = logging.getLogger("hyperserve.http")
+
+# Phase of the connection → which limit's timeout applies (None: no timer runs).
+IDLE, HEADERS, BODY, WAITING_APP, LINGER = "idle", "headers", "body", "waiting_app", "linger"
+_PHASE_TIMEOUT = {
+    IDLE: "keepalive_timeout",
+    HEADERS: "header_timeout",
+    BODY: "body_timeout",
+    WAITING_APP: None,
+    LINGER: "linger_timeout",  # after an error answer: drain what the peer still sends, then close
+}
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def _split_target(target: bytes) -> tuple[str, str]:
+    """Request target → (decoded path, raw query). Absolute-form targets keep only their path."""
+    if not target.startswith(b"/"):
+        if target == b"*":
+            return "*", ""
+        parsed = httptools.parse_url(target)
+        path_bytes, query_bytes = parsed.path or b"/", parsed.query or b""
+    else:
+        path_bytes, _, query_bytes = target.partition(b"?")
+        query_bytes = query_bytes.partition(b"#")[0]
+    path = path_bytes.decode("latin-1")
+    if "%" in path:
+        path = unquote(path)
+    return path, query_bytes.decode("latin-1")
+
+
+class _ProtocolError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, server: HttpServer):
+        self.server = server
+        self.app = server.app
+        self.limits = server.limits
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self._pipeline: deque[Request | Response] = deque()
+        self._in_app = False  # a request of this connection is inside the app
+        self._task: asyncio.Task | None = None
+        self.deadline: float | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._closing = False  # no further requests are read; close once owed responses are out
+        self._linger = False  # the close follows an error: half-close and drain so the answer is not reset
+        self._phase = IDLE
+        self._reset_message()
+
+    # -- connection events -------------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.server.connections.add(self)
+        if self.server.draining:
+            transport.close()
+            return
+        self._set_phase(HEADERS)
+
+    def connection_lost(self, exc):
+        self.server.connections.discard(self)
+        self._cancel_timer()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._pipeline.clear()
+        self.transport = None
+
+    def data_received(self, data: bytes):
+        if self._closing:
+            return  # after an error or "Connection: close" the rest of the stream is discarded
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No protocol upgrades: what was parsed is served, the rest of the stream is not HTTP/1.1.
+            self._closing = True
+            self._maybe_close()
+        except httptools.HttpParserError as err:
+            # httptools wraps an exception raised in a callback; ours carry their own status.
+            cause = err.__context__
+            if isinstance(cause, _ProtocolError):
+                self._fail(cause.status, cause.message)
+            else:
+                self._fail(400, f"malformed HTTP request: {err}")
+
+    def eof_received(self):
+        """The peer half-closed: answer what it already sent, then close."""
+        self._closing = True
+        if self._in_app or self._pipeline:
+            return True
+        return False
+
+    def pause_writing(self):
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self):
+        self._write_paused = False
+        if not self._in_app and self._pipeline:
+            self._run_pipeline()
+        self._update_reading()
+
+    # -- parser callbacks (called from feed_data) ------------------------------------------
+
+    def _reset_message(self):
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._has_length = self._has_chunked = False
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._expect_continue = False
+
+    def on_message_begin(self):
+        self._reset_message()
+        self._set_phase(HEADERS)
+
+    def on_url(self, url: bytes):
+        self._url += url
+        self._count_header_bytes(len(url))
+
+    def on_header(self, name: bytes, value: bytes):
+        self._count_header_bytes(len(name) + len(value) + 4)
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers = self._headers
+        if key in headers:
+            headers[key] = f"{headers[key]}, {text}"
+        else:
+            headers[key] = text
+        if key == "content-length":
+            self._has_length = True
+            try:
+                length = int(text)
+            except ValueError:
+                raise _ProtocolError(400, "invalid Content-Length") from None
+            if length > self.limits.max_body_bytes:
+                raise _ProtocolError(
+                    413, f"request body of {length} bytes exceeds the limit of {self.limits.max_body_bytes}")
+        elif key == "transfer-encoding":
+            self._has_chunked = True
+        elif key == "expect" and text.lower() == "100-continue":
+            self._expect_continue = True
+
+    def _count_header_bytes(self, n: int):
+        self._header_bytes += n
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _ProtocolError(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
+
+    def on_headers_complete(self):
+        if self._has_length and self._has_chunked:
+            raise _ProtocolError(400, "both Content-Length and Transfer-Encoding are present")
+        self._set_phase(BODY)
+        if self._expect_continue and not self._in_app and not self._pipeline and self.transport:
+            self.transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes):
+        self._body_size += len(body)
+        if self._body_size > self.limits.max_body_bytes:
+            raise _ProtocolError(413, f"request body exceeds the limit of {self.limits.max_body_bytes} bytes")
+        self._body.append(body)
+
+    def on_message_complete(self):
+        if self._closing:
+            return  # pipelined after a "Connection: close" request or a protocol error: not ours to answer
+        path, query = _split_target(self._url)
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        request = Request(
+            self.parser.get_method().decode("ascii"),
+            path,
+            query,
+            self._headers,
+            body,
+            self.parser.get_http_version(),
+            self.parser.should_keep_alive(),
+        )
+        self._reset_message()
+        self._set_phase(WAITING_APP)
+        self._pipeline.append(request)
+        if not request.keep_alive:
+            self._closing = True  # nothing after a "Connection: close" request is read
+        self._update_reading()
+        if not self._in_app:
+            self._run_pipeline()
+
+    # -- running requests in order ---------------------------------------------------------
+
+    def _run_pipeline(self):
+        """Answer queued requests in order; synchronous answers are written at once."""
+        while self._pipeline and not self._in_app and not self._write_paused and self.transport is not None:
+            item = self._pipeline.popleft()
+            if isinstance(item, Response):  # a protocol error owed after earlier responses
+                self._write(item, None)
+                continue
+            try:
+                result = self.app(item)
+            except Exception as err:  # the app must never take the connection down
+                log.exception("unhandled error in route for %s %s", item.method, item.path)
+                result = Response.error(500, f"internal server error: {type(err).__name__}")
+            if isinstance(result, Response):
+                self._write(result, item)
+            else:
+                self._in_app = True
+                self._task = self.loop.create_task(self._await_app(item, result))
+        self._update_reading()
+        if not self._in_app and not self._pipeline:
+            self._maybe_close()
+            if self.transport is not None and not self._closing:
+                self._set_phase(IDLE if not self._partial_message() else self._phase)
+
+    async def _await_app(self, request: Request, awaitable):
+        try:
+            response = await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.exception("unhandled error in route for %s %s", request.method, request.path)
+            response = Response.error(500, f"internal server error: {type(err).__name__}")
+        self._in_app = False
+        self._task = None
+        if self.transport is None:
+            return
+        self._write(response, request)
+        self._run_pipeline()
+
+    def _write(self, response: Response, request: Request | None):
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        # While draining, requests already received are answered; the last one closes.
+        keep_alive = (request is not None and request.keep_alive
+                      and not (self.server.draining and not self._pipeline))
+        if not keep_alive:
+            self._closing = True
+            connection = b"close"
+        elif request.http_version == "1.0":
+            connection = b"keep-alive"
+        else:
+            connection = b""
+        if request is not None and request.method == "HEAD":
+            transport.write(response.encode_head(head_only_length=len(response.body), connection=connection))
+        elif len(response.body) > 65536:
+            transport.writelines((response.encode_head(connection=connection), response.body))
+        else:
+            transport.write(response.encode_head(connection=connection) + response.body)
+        self.server.responses_written += 1
+
+    # -- errors, reading and closing -------------------------------------------------------
+
+    def _fail(self, status: int, message: str):
+        """Queue an error answer after what is owed, read nothing more, then close."""
+        self._closing = True
+        self._linger = True
+        self._pipeline.append(Response.error(status, message))
+        self._update_reading()
+        if not self._in_app:
+            self._run_pipeline()
+
+    def _partial_message(self) -> bool:
+        return bool(self._url or self._headers or self._body)
+
+
+    def _update_reading(self):
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._phase == LINGER:
+            should_pause = False
+        else:
+            should_pause = self._write_paused or len(self._pipeline) >= self.limits.max_pipelined or self._closing
+        if should_pause and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+        elif not should_pause and self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+
+    def _maybe_close(self):
+        if self.transport is None:
+            return
+        if self._closing and not self._in_app and not self._pipeline:
+            if self._linger and self._phase != LINGER and self.transport.can_write_eof():
+                self.transport.write_eof()
+                self._set_phase(LINGER)
+                self._update_reading()
+                return
+            if self._phase != LINGER:
+                self._cancel_timer()
+                self.transport.close()
+
+    def shutdown(self):
+        """The server is draining: close now if idle, else after the owed responses."""
+        self._closing = True
+        if not self._in_app and not self._pipeline:
+            self._maybe_close()
+
+    # -- deadlines --------------------------------------------------------------------------
+    # Setting a phase only stores a deadline; HttpServer sweeps connections once a second.
+    # (A timer per phase cost more than the rest of a small request's handling.)
+
+    def _set_phase(self, phase: str):
+        self._phase = phase
+        attr = _PHASE_TIMEOUT[phase]
+        timeout = getattr(self.limits, attr) if attr is not None else 0
+        self.deadline = self.loop.time() + timeout if timeout and timeout > 0 else None
+
+    def _cancel_timer(self):
+        self.deadline = None
+
+    def check_deadline(self, now: float):
+        """Called by the server's sweep; acts once the current phase's deadline has passed."""
+        if self.deadline is None or now < self.deadline or self.transport is None:
+            return
+        phase = self._phase
+        self.deadline = None
+        if phase == LINGER:
+            self.transport.close()
+            return
+        if phase == IDLE or (phase == HEADERS and not self._partial_message() and not self._in_app):
+            self.transport.close()  # an idle keep-alive connection: no answer is owed
+            return
+        what = "headers" if phase == HEADERS else "body"
+        self._fail(408, f"timed out waiting for the request {what}")

@@ -1,0 +1,1 @@
+"""Scheduling model calls: admission, deadlines and the threads that run the framework."""

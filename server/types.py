@@ -1,0 +1,81 @@
+"""The types every stage shares: signatures, requests and responses, free of any protocol."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a model's signature.
+
+    ``dtype`` None means "infer like numpy would" (handlers that take Python objects);
+    ``shape`` uses -1 for a variable dimension and includes the batch dimension.
+    ``nan_strings`` lets the string "NaN" stand for a missing float (Vertex's XGBoost convention).
+    """
+
+    name: str
+    dtype: np.dtype | None = None
+    shape: tuple[int, ...] | None = None
+    nan_strings: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": "object" if self.dtype is None else str(self.dtype),
+            "shape": None if self.shape is None else list(self.shape),
+        }
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "inputs": [t.describe() for t in self.inputs],
+            "outputs": [t.describe() for t in self.outputs],
+            "max_batch_size": self.max_batch_size,
+        }
+
+
+_request_ids = itertools.count(1)
+
+
+@dataclass
+class InferRequest:
+    """A decoded request: named batch tensors (or Python objects), with its parameters.
+
+    ``inputs`` maps input names to arrays whose first dimension is the batch, or, for handlers
+    without typed inputs, to the list of instances as Python objects. ``raw`` carries a
+    rawPredict body the codec did not turn into tensors.
+    """
+
+    inputs: dict[str, Any]
+    batch_size: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: RawBody | None = None
+    id: int = field(default_factory=lambda: next(_request_ids))
+    deadline: float | None = None
+
+
+@dataclass
+class RawBody:
+    """A rawPredict body the codec could not type: its media type and bytes (zero copy)."""
+
+    content_type: str
+    data: memoryview | bytes
+
+
+@dataclass
+class InferResponse:
+    """Named outputs, each with the batch as its first dimension (arrays or lists)."""
+
+    outputs: dict[str, Any]

@@ -1,0 +1,181 @@
+"""Fixtures: small real models built on the spot, and a ``hyperserve serve`` subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``hyperserve serve`` in a subprocess with the platform's environment."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self.env = {**os.environ, "AIP_HTTP_PORT": str(self.port), "PYTHONPATH": str(ROOT), **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hyperserve.server", "serve", "--host", "127.0.0.1", *args],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._output: str | None = None
+
+    def wait_listening(self, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"server did not listen within {timeout}s:\n{self.output()}")
+
+    def wait_ready(self, route: str = "/health", timeout: float = 60.0):
+        self.wait_listening(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + route, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"server not ready within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        if self._output is None and self.proc.poll() is not None:
+            self._output = self.proc.stdout.read().decode(errors="replace")
+        return self._output or "(still running)"
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.output()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_server():
+    started: list[ServerProcess] = []
+
+    def start(args, env=None, ready=True, route="/health"):
+        server = ServerProcess([str(a) for a in args], env)
+        started.append(server)
+        return server.wait_ready(route) if ready else server.wait_listening()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+# -- models --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def iris():
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True)
+
+
+@pytest.fixture(scope="session")
+def sklearn_dir(tmp_path_factory, iris):
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = iris
+    path = tmp_path_factory.mktemp("sklearn")
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), path / "model.joblib")
+    return path
+
+
+@pytest.fixture(scope="session")
+def xgboost_dir(tmp_path_factory, iris):
+    import xgboost
+
+    x, y = iris
+    path = tmp_path_factory.mktemp("xgboost")
+    booster = xgboost.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 3},
+                            xgboost.DMatrix(x, label=y), num_boost_round=5)
+    booster.save_model(str(path / "model.bst"))
+    return path
+
+
+def build_onnx_mlp(path: Path, n_in: int = 4, hidden: int = 8, n_out: int = 3, seed: int = 0,
+                   two_outputs: bool = False) -> dict[str, np.ndarray]:
+    """A Gemm-Relu-Gemm MLP with a dynamic batch dimension, written with onnx.helper."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weights = {
+        "w1": rng.standard_normal((n_in, hidden)).astype(np.float32),
+        "b1": rng.standard_normal(hidden).astype(np.float32),
+        "w2": rng.standard_normal((hidden, n_out)).astype(np.float32),
+        "b2": rng.standard_normal(n_out).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("Gemm", ["hr", "w2", "b2"], ["scores"]),
+    ]
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", n_out])]
+    if two_outputs:
+        nodes.append(helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0))
+        outputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])], outputs,
+        initializer=[numpy_helper.from_array(v, k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return weights
+
+
+def mlp_reference(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    h = np.maximum(x @ weights["w1"] + weights["b1"], 0)
+    return h @ weights["w2"] + weights["b2"]
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx")
+    weights = build_onnx_mlp(path / "model.onnx", two_outputs=True)
+    return path, weights
+
+
+@pytest.fixture
+def controlled_dir(tmp_path):
+    def make(**settings):
+        (tmp_path / "controlled.json").write_text(json.dumps(settings))
+        return tmp_path
+
+    return make
+
+
+CONTROLLED = "tests.helpers.test_handler:ControlledHandler"

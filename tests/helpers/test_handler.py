@@ -1,0 +1,42 @@
+"""A handler whose timing and failures tests control: load delay/failure from files in the model
+dir, per-request sleep/raise from the request parameters. Served with --framework
+tests.helpers.test_handler:ControlledHandler."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hyperserve.handlers.base import Handler, HandlerConfig
+from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
+
+
+class ControlledHandler(Handler):
+    name = "controlled"
+    releases_gil = True
+    accepts_raw = True
+
+    @classmethod
+    def find_artifact(cls, model_path: Path):
+        return model_path / "controlled.json" if (model_path / "controlled.json").is_file() else None
+
+    def load(self, artifact: Path, config: HandlerConfig) -> None:
+        settings = json.loads(Path(artifact).read_text())
+        time.sleep(settings.get("load_delay", 0))
+        if settings.get("load_error"):
+            raise RuntimeError(settings["load_error"])
+
+    def signature(self) -> Signature:
+        return Signature((TensorSpec("x", np.dtype(np.float32), (-1, 2)),), (TensorSpec("y", np.dtype(np.float32)),))
+
+    def predict(self, request: InferRequest) -> InferResponse:
+        params = request.parameters
+        time.sleep(float(params.get("sleep", 0)))
+        if "raise" in params:
+            raise ValueError(params["raise"])
+        if request.raw is not None:
+            return InferResponse({"y": [len(request.raw.data)]})
+        return InferResponse({"y": request.inputs["x"].sum(axis=1)})

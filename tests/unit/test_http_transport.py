@@ -1,0 +1,400 @@
+"""The HTTP/1.1 transport over real sockets: framing, keep-alive, limits, timeouts, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import httpx
+import pytest
+import uvloop
+
+from hyperserve.server.http import HttpServer, Limits, Request, Response
+
+
+def echo_app(request: Request):
+    if request.path == "/slow":
+        async def slow():
+            await asyncio.sleep(float(request.query.split("=")[1]) if request.query else 0.3)
+            return Response.json({"slow": True, "n": request.headers.get("x-n")})
+        return slow()
+    if request.path == "/big":
+        return Response(200, b"x" * (8 * 1024 * 1024), "application/octet-stream")
+    if request.path == "/crash":
+        raise RuntimeError("route bug")
+    return Response.json({
+        "method": request.method, "path": request.path, "query": request.query,
+        "length": len(request.body), "n": request.headers.get("x-n"),
+        "version": request.http_version,
+    })
+
+
+class ServerThread:
+    def __init__(self, limits: Limits):
+        self.loop = uvloop.new_event_loop()
+        self.server = HttpServer(echo_app, limits, self.loop)
+        self.port = None
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.port = self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        return sock
+
+    def stop(self):
+        fut = asyncio.run_coroutine_threadsafe(self.server.shutdown(1.0), self.loop)
+        fut.result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def http_server(request):
+    limits = getattr(request, "param", None) or Limits(max_body_bytes=1024 * 1024, max_header_bytes=4096,
+                                                       header_timeout=1.0, body_timeout=1.0, keepalive_timeout=1.0)
+    server = ServerThread(limits)
+    yield server
+    server.stop()
+
+
+def recv_all(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_responses(sock: socket.socket, count: int, timeout: float = 5.0) -> list[tuple[int, dict, bytes]]:
+    """Parse ``count`` responses (content-length framed) off a socket."""
+    sock.settimeout(timeout)
+    buf = b""
+    out = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed after {len(out)} responses; buffer {buf[:200]!r}")
+            buf += chunk
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+        length = int(headers.get("content-length", 0))
+        while len(buf) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed mid-body")
+            buf += chunk
+        out.append((status, headers, buf[:length]))
+        buf = buf[length:]
+    return out
+
+
+def is_closed(sock: socket.socket, timeout: float = 3.0) -> bool:
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+# -- framing and keep-alive -----------------------------------------------------------------
+
+def test_keep_alive_serves_many_requests_on_one_connection(http_server):
+    sock = http_server.connect()
+    for i in range(5):
+        sock.sendall(f"GET /a?i={i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        (status, headers, body), = read_responses(sock, 1)
+        assert status == 200 and json.loads(body)["query"] == f"i={i}"
+        assert "connection" not in headers
+    sock.close()
+
+
+def test_http_1_0_closes_unless_keep_alive_is_asked(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"GET /a HTTP/1.0\r\n\r\n")
+    (status, headers, body), = read_responses(sock, 1)
+    assert status == 200 and headers["connection"] == "close" and json.loads(body)["version"] == "1.0"
+    assert is_closed(sock)
+
+    sock = http_server.connect()
+    sock.sendall(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    (status, headers, _), = read_responses(sock, 1)
+    assert headers["connection"] == "keep-alive"
+    sock.sendall(b"GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    (status, _, body), = read_responses(sock, 1)
+    assert json.loads(body)["path"] == "/b"
+
+
+def test_pipelined_requests_are_answered_in_order(http_server):
+    sock = http_server.connect()
+    # a slow request first: the fast ones behind it must still come back after it
+    reqs = [b"GET /slow?d=0.3 HTTP/1.1\r\nHost: x\r\nX-N: 0\r\n\r\n"]
+    reqs += [f"POST /echo HTTP/1.1\r\nHost: x\r\nX-N: {i}\r\nContent-Length: {i}\r\n\r\n{'a' * i}".encode()
+             for i in range(1, 20)]
+    sock.sendall(b"".join(reqs))
+    responses = read_responses(sock, 20)
+    assert [json.loads(b)["n"] for _, _, b in responses] == [str(i) for i in range(20)]
+    assert [json.loads(b).get("length") for _, _, b in responses[1:]] == list(range(1, 20))
+
+
+def test_connection_close_is_honoured(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = recv_all(sock)
+    assert data.count(b"HTTP/1.1 200") == 1 and b"connection: close" in data
+
+
+def test_head_has_headers_but_no_body(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.settimeout(5)
+    data = b""
+    while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"}"):
+        data += sock.recv(65536)
+    head_response, get_response = data.split(b"HTTP/1.1 200 OK")[1:]
+    head_length = int(head_response.split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert head_response.endswith(b"\r\n\r\n")  # nothing after the headers
+    # the echo names the method, so HEAD's would-be body is one byte longer than GET's
+    assert head_length == len(get_response.split(b"\r\n\r\n", 1)[1]) + 1
+
+
+def test_chunked_request_body(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    (status, _, body), = read_responses(sock, 1)
+    assert status == 200 and json.loads(body)["length"] == 11
+
+
+def test_expect_100_continue(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    sock.settimeout(5)
+    assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sock.sendall(b"data")
+    (status, _, body), = read_responses(sock, 1)
+    assert status == 200 and json.loads(body)["length"] == 4
+
+
+def test_expect_100_continue_with_too_large_body_gets_413_without_continue(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n")
+    data = recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 413") and b"100 Continue" not in data
+
+
+# -- limits and malformed input ---------------------------------------------------------------
+
+def test_body_over_limit_is_413_and_closes(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+    data = recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 413") and b"exceeds the limit" in data
+
+
+def test_chunked_body_over_limit_is_413(http_server):
+    sock = http_server.connect()
+    chunk = b"x" * 65536
+    sock.sendall(b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    try:
+        for _ in range(20):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    data = recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 413")
+
+
+def test_headers_over_limit_are_431(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
+    assert recv_all(sock).startswith(b"HTTP/1.1 431")
+
+
+@pytest.mark.parametrize("raw", [
+    b"GARBAGE\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost x\r\n\r\n",
+    b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nhello\r\n0\r\n\r\n",
+])
+def test_malformed_requests_get_400_and_close(http_server, raw):
+    sock = http_server.connect()
+    sock.sendall(raw)
+    data = recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+    assert b'"error"' in data
+
+
+def test_error_after_good_pipelined_request_keeps_order(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"GET /slow?d=0.2 HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+    data = recv_all(sock)
+    assert data.index(b"HTTP/1.1 200") < data.index(b"HTTP/1.1 400")
+
+
+def test_route_exception_is_500_and_connection_survives(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"GET /crash HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    (s1, _, b1), (s2, _, _) = read_responses(sock, 2)
+    assert s1 == 500 and b"RuntimeError" in b1 and s2 == 200
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+def test_idle_keep_alive_connection_is_closed(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    read_responses(sock, 1)
+    started = time.monotonic()
+    assert is_closed(sock, timeout=5)
+    assert 0.5 < time.monotonic() - started < 4
+
+
+def test_slowloris_headers_are_cut_off_with_408(http_server):
+    sock = http_server.connect()
+    started = time.monotonic()
+    sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(8):  # dribble a header byte every 0.25 s: never finishing
+        try:
+            sock.sendall(b"X")
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        time.sleep(0.25)
+    data = recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5
+
+
+def test_slow_body_is_cut_off_with_408(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    data = recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 408") and b"body" in data
+
+
+def test_silent_connection_is_closed(http_server):
+    sock = http_server.connect()
+    assert is_closed(sock, timeout=5)
+
+
+# -- backpressure ----------------------------------------------------------------------------
+
+def test_reading_pauses_while_the_peer_does_not_read(http_server):
+    sock = http_server.connect()
+    request = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.sendall(request * 4)  # 32 MiB of answers owed; we read none of it
+    time.sleep(0.5)
+    conn = next(iter(http_server.server.connections))
+    assert conn._write_paused and conn._read_paused
+    buffered = conn.transport.get_write_buffer_size()
+    assert buffered < 3 * 8 * 1024 * 1024  # not all four answers were produced into memory
+    total = 0
+    sock.settimeout(5)
+    while total < 4 * 8 * 1024 * 1024:
+        chunk = sock.recv(1 << 20)
+        assert chunk
+        total += len(chunk)
+    assert total >= 4 * 8 * 1024 * 1024
+
+
+# -- graceful shutdown -------------------------------------------------------------------------
+
+def test_shutdown_finishes_in_flight_and_refuses_new(http_server):
+    sock = http_server.connect()
+    sock.sendall(b"GET /slow?d=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.1)
+    fut = asyncio.run_coroutine_threadsafe(http_server.server.shutdown(5.0), http_server.loop)
+    time.sleep(0.1)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", http_server.port), timeout=1)
+    (status, headers, _), = read_responses(sock, 1)
+    assert status == 200 and headers["connection"] == "close"
+    assert fut.result(5) is True
+
+
+# -- real clients ----------------------------------------------------------------------------
+
+def test_httpx_client(http_server):
+    with httpx.Client(base_url=http_server.url) as client:
+        for i in range(3):
+            r = client.post("/x", content=b"a" * 1000, headers={"x-n": str(i)})
+            assert r.status_code == 200 and r.json()["length"] == 1000
+        r = client.post("/x", content=iter([b"ab", b"cd"]))  # streamed: chunked encoding
+        assert r.json()["length"] == 4
+
+
+def test_urllib_client(http_server):
+    with urllib.request.urlopen(urllib.request.Request(http_server.url + "/u?q=1", data=b"xyz")) as r:
+        body = json.loads(r.read())
+    assert body == {"method": "POST", "path": "/u", "query": "q=1", "length": 3, "n": None, "version": "1.1"}
+
+
+def test_aiohttp_client(http_server):
+    import aiohttp
+
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            results = await asyncio.gather(*[
+                session.post(http_server.url + "/a", data=b"x" * i) for i in range(10)])
+            return [(r.status, (await r.json())["length"]) for r in results]
+
+    assert asyncio.run(go()) == [(200, i) for i in range(10)]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl command (scripts/test.sh installs it)")
+def test_curl_client(http_server):
+    out = subprocess.run(["curl", "-s", "-D", "-", "-X", "POST", "--data-binary", "hello",
+                          "-H", "Expect: 100-continue", http_server.url + "/c"], capture_output=True, timeout=10)
+    text = out.stdout.decode()
+    assert "HTTP/1.1 200" in text and '"length":5' in text
+    out = subprocess.run(["curl", "-s", "-I", http_server.url + "/c"], capture_output=True, timeout=10)
+    assert out.stdout.startswith(b"HTTP/1.1 200") and b"content-length" in out.stdout
+
+
+PIPELINE_LUA = """
+init = function(args)
+  local r = {}
+  for i = 1, 8 do r[i] = wrk.format("POST", "/p", {["Content-Type"] = "application/json"}, '{"a": 1}') end
+  req = table.concat(r)
+end
+request = function() return req end
+"""
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs the wrk command (scripts/test.sh installs it)")
+def test_wrk_with_pipelining(http_server, tmp_path):
+    script = tmp_path / "pipeline.lua"
+    script.write_text(PIPELINE_LUA)
+    out = subprocess.run(["wrk", "-t1", "-c8", "-d1s", "-s", str(script), http_server.url + "/p"],
+                         capture_output=True, timeout=30, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "Non-2xx" not in out.stdout and "Socket errors" not in out.stdout, out.stdout
+    requests = int(out.stdout.split(" requests in ")[0].split()[-1])
+    assert requests > 1000
