@@ -146,8 +146,12 @@ _EXPECTED = {
 }
 
 
-def _fast(value: Any, spec: TensorSpec) -> np.ndarray | None:
-    """numpy's conversion when it cannot have bent a rule; None sends the value to the walker."""
+def _fast(value: Any, spec: TensorSpec, may_hold_bools: bool) -> np.ndarray | None:
+    """numpy's conversion when it cannot have bent a rule; None sends the value to the walker.
+
+    numpy turns booleans among numbers into 0/1 silently, so a typed numeric input only takes
+    this path when the body cannot hold a boolean at all (``may_hold_bools`` is False).
+    """
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
@@ -156,6 +160,8 @@ def _fast(value: Any, spec: TensorSpec) -> np.ndarray | None:
     target = _kind(spec.dtype)
     if target == "?":
         return arr if kind in "fib" else None
+    if may_hold_bools and target in "fiu":
+        return None
     if kind == "b":
         return arr if target == "b" else None
     if kind == "i":
@@ -183,13 +189,13 @@ def _cast_int(arr: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
     return arr.astype(dtype, copy=False)
 
 
-def to_array(value: Any, spec: TensorSpec, path: str) -> Any:
+def to_array(value: Any, spec: TensorSpec, path: str, may_hold_bools: bool = True) -> Any:
     """Convert one input's batch (a list whose items are instances) to an array.
 
     Returns a Python list instead when the spec has no dtype and the values are not a tensor
     (mixed objects), so handlers that take Python objects still get them.
     """
-    arr = _fast(value, spec)
+    arr = _fast(value, spec, may_hold_bools)
     if arr is None:
         arr = _slow(value, spec, path)
     if isinstance(arr, np.ndarray) and spec.shape is not None:

@@ -9,6 +9,7 @@ itself. Replies: ``{"predictions": [...]}`` with one prediction per instance in 
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..types import InferRequest, InferResponse, Signature, TensorSpec
 from .tensors import json_type, to_array
 
 ROW, COLUMNAR = "row", "columnar"
+_COLUMN_PATH = re.compile(r"^instances\[\*\]\.([^\[:]+)\[(\d+)\]")
 
 
 @dataclass
@@ -68,23 +70,26 @@ def parse_predict_body(body: bytes | memoryview) -> PredictBody:
 def decode_predict_request(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
     """Bytes → InferRequest whose inputs follow the signature; also returns the format."""
     parsed = parse_predict_body(body)
+    # Without a `true`/`false` token anywhere in the body no value can be a boolean (cheap and exact).
+    raw = body if isinstance(body, bytes) else bytes(body)
+    may_hold_bools = b"true" in raw or b"false" in raw
     if parsed.format == ROW:
-        inputs = _row_inputs(parsed.data, signature.inputs)
+        inputs = _row_inputs(parsed.data, signature.inputs, may_hold_bools)
         batch_size = len(parsed.data)
     else:
-        inputs = _columnar_inputs(parsed.data, signature.inputs)
+        inputs = _columnar_inputs(parsed.data, signature.inputs, may_hold_bools)
         first = next(iter(inputs.values()))
         batch_size = len(first) if hasattr(first, "__len__") else 1
     return InferRequest(inputs=inputs, batch_size=batch_size, parameters=parsed.parameters), parsed.format
 
 
-def _row_inputs(instances: list, specs: tuple[TensorSpec, ...]) -> dict[str, Any]:
+def _row_inputs(instances: list, specs: tuple[TensorSpec, ...], bools: bool) -> dict[str, Any]:
     if len(specs) == 1:
         spec = specs[0]
         # A one-input model also takes instances written as {"<input name>": value}.
         if type(instances[0]) is dict and spec.name in instances[0] and len(instances[0]) == 1 and spec.dtype is not None:
             instances = [_named_value(inst, spec, i) for i, inst in enumerate(instances)]
-        return {spec.name: to_array(instances, spec, "instances")}
+        return {spec.name: to_array(instances, spec, "instances", bools)}
     names = [s.name for s in specs]
     columns: dict[str, list] = {n: [] for n in names}
     for i, inst in enumerate(instances):
@@ -98,7 +103,13 @@ def _row_inputs(instances: list, specs: tuple[TensorSpec, ...]) -> dict[str, Any
         if len(inst) != len(names):
             extra = sorted(set(inst) - set(names))
             raise InvalidInput(f"instances[{i}]: unknown input '{extra[0]}' (the model's inputs are {names})")
-    return {s.name: to_array(columns[s.name], s, f"instances[*].{s.name}") for s in specs}
+    try:
+        return {s.name: to_array(columns[s.name], s, f"instances[*].{s.name}", bools) for s in specs}
+    except InvalidInput as err:
+        # The column walk names "instances[*].a[3][1]"; the client wrote "instances[3].a[1]".
+        err.message = _COLUMN_PATH.sub(r"instances[\2].\1", err.message)
+        err.args = (err.message,)
+        raise
 
 
 def _named_value(inst: Any, spec: TensorSpec, i: int) -> Any:
@@ -108,7 +119,7 @@ def _named_value(inst: Any, spec: TensorSpec, i: int) -> Any:
     return inst[spec.name]
 
 
-def _columnar_inputs(value: Any, specs: tuple[TensorSpec, ...]) -> dict[str, Any]:
+def _columnar_inputs(value: Any, specs: tuple[TensorSpec, ...], bools: bool) -> dict[str, Any]:
     if type(value) is dict and not ("b64" in value and len(value) == 1):
         names = [s.name for s in specs]
         for key in value:
@@ -117,13 +128,13 @@ def _columnar_inputs(value: Any, specs: tuple[TensorSpec, ...]) -> dict[str, Any
         for name in names:
             if name not in value:
                 raise InvalidInput(f"inputs: missing input '{name}'")
-        return {s.name: to_array(value[s.name], s, f"inputs.{s.name}") for s in specs}
+        return {s.name: to_array(value[s.name], s, f"inputs.{s.name}", bools) for s in specs}
     if len(specs) != 1:
         raise InvalidInput(f"inputs: this model has inputs {[s.name for s in specs]}; "
                            "'inputs' must be an object keyed by them")
     if not isinstance(value, list):
         value = [value]
-    return {specs[0].name: to_array(value, specs[0], "inputs")}
+    return {specs[0].name: to_array(value, specs[0], "inputs", bools)}
 
 
 # -- responses --------------------------------------------------------------------------------

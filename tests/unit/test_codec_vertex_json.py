@@ -1,0 +1,212 @@
+"""Vertex/TF Serving JSON ⇄ tensors as pure functions over bytes."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hyperserve.server.codecs import raw, vertex_json
+from hyperserve.server.errors import InvalidInput
+from hyperserve.server.types import InferResponse, Signature, TensorSpec
+
+F32 = np.dtype(np.float32)
+I64 = np.dtype(np.int64)
+
+
+def sig(*inputs: TensorSpec) -> Signature:
+    return Signature(inputs, (TensorSpec("out"),))
+
+
+def decode(body, signature):
+    return vertex_json.decode_predict_request(body if isinstance(body, bytes) else orjson.dumps(body), signature)
+
+
+def error(body, signature) -> str:
+    with pytest.raises(InvalidInput) as info:
+        decode(body, signature)
+    return info.value.message
+
+
+def test_row_format_single_input_becomes_a_typed_batch():
+    request, fmt = decode({"instances": [[1, 2.5], [3, 4]]}, sig(TensorSpec("x", F32, (-1, 2))))
+    assert fmt == vertex_json.ROW and request.batch_size == 2
+    x = request.inputs["x"]
+    assert x.dtype == np.float32 and x.tolist() == [[1, 2.5], [3, 4]]
+
+
+def test_one_input_model_also_takes_named_instances():
+    request, _ = decode({"instances": [{"x": [1, 2]}, {"x": [3, 4]}]}, sig(TensorSpec("x", F32, (-1, 2))))
+    assert request.inputs["x"].tolist() == [[1, 2], [3, 4]]
+
+
+def test_multi_input_instances_are_split_by_name():
+    s = sig(TensorSpec("a", F32, (-1, 2)), TensorSpec("b", I64, (-1,)))
+    request, _ = decode({"instances": [{"a": [1, 2], "b": 7}, {"a": [3, 4], "b": 8}]}, s)
+    assert request.inputs["a"].shape == (2, 2) and request.inputs["b"].tolist() == [7, 8]
+    assert request.inputs["b"].dtype == np.int64
+    assert "missing input 'b'" in error({"instances": [{"a": [1, 2]}]}, s)
+    assert "unknown input 'c'" in error({"instances": [{"a": [1, 2], "b": 1, "c": 2}]}, s)
+    assert "instances[0]" in error({"instances": [[1, 2]]}, s)
+    assert "instances[1].a[1]: expected a number, got string" in error(
+        {"instances": [{"a": [1, 2], "b": 7}, {"a": [3, "x"], "b": 8}]}, s)
+
+
+def test_columnar_format():
+    s = sig(TensorSpec("a", F32, (-1, 2)), TensorSpec("b", I64, (-1,)))
+    request, fmt = decode({"inputs": {"a": [[1, 2]], "b": [5]}}, s)
+    assert fmt == vertex_json.COLUMNAR and request.inputs["b"].tolist() == [5]
+    assert "missing input 'b'" in error({"inputs": {"a": [[1, 2]]}}, s)
+    response = InferResponse({"a_out": np.array([1.0]), "b_out": np.array([2])})
+    assert orjson.loads(vertex_json.encode_predict_response(response, 1, fmt)) == {
+        "outputs": {"a_out": [1.0], "b_out": [2]}}
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"instances": [[1, 2], [3]]}, "instances[1]: expected an array of 2 elements, got 1"),
+    ({"instances": [[1, 2], [3, "x"]]}, "instances[1][1]: expected a number, got string"),
+    ({"instances": [[1, 2], [3, None]]}, "instances[1][1]: expected a number, got null"),
+    ({"instances": [[1, 2], [3, True]]}, "instances[1][1]: expected a number, got boolean"),
+    ({"instances": [[1, 2], [3, [4]]]}, "instances[1][1]: expected a scalar"),
+    ({"instances": [[1, 2, 3]]}, "shape [2]"),
+    ({"instances": [1, 2]}, "shape [2]"),
+    ({"instances": [[1, 2]], "inputs": [[1, 2]]}, "exactly one of"),
+    ({}, "exactly one of"),
+    ({"instances": {"x": 1}}, "'instances' must be a list"),
+    ({"instances": [[1, 2]], "signature_name": 3}, "'signature_name' must be a string"),
+])
+def test_float_input_errors_name_the_path(body, fragment):
+    assert fragment in error(body, sig(TensorSpec("x", F32, (-1, 2))))
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (1.5, "expected an integer, got 1.5"),
+    (True, "expected an integer, got boolean"),
+    ("3", "expected an integer, got string"),
+    (2**63, "out of range"),
+])
+def test_integer_inputs_are_strict(value, fragment):
+    assert fragment in error({"instances": [[1, value]]}, sig(TensorSpec("x", I64, (-1, 2))))
+
+
+def test_integers_beyond_64_bits_are_rejected():
+    body = b'{"instances": [[1, 1180591620717411303424]]}'
+    assert "instances[0][1]: expected an integer" in error(body, sig(TensorSpec("x", I64, (-1, 2))))
+
+
+def test_int64_parses_exactly():
+    big = 2**62 + 1
+    request, _ = decode({"instances": [[big, -big]]}, sig(TensorSpec("x", I64, (-1, 2))))
+    assert request.inputs["x"].tolist() == [[big, -big]]
+
+
+def test_float_overflow_becomes_infinity():
+    request, _ = decode(b'{"instances": [[1e300, -1e300]]}', sig(TensorSpec("x", F32, (-1, 2))))
+    assert request.inputs["x"].tolist() == [[np.inf, -np.inf]]
+
+
+def test_nan_strings_only_where_the_spec_allows_them():
+    allow = sig(TensorSpec("x", F32, (-1, 2), nan_strings=True))
+    request, _ = decode({"instances": [[1, "NaN"]]}, allow)
+    assert np.isnan(request.inputs["x"][0, 1])
+    assert "got string" in error({"instances": [[1, "NaN"]]}, sig(TensorSpec("x", F32, (-1, 2))))
+    assert "got string" in error({"instances": [[1, "nope"]]}, allow)
+
+
+def test_b64_values_become_bytes():
+    s = sig(TensorSpec("img_bytes", np.dtype(object), (-1,)))
+    payload = bytes(range(200))
+    request, _ = decode({"instances": [{"b64": base64.b64encode(payload).decode()}]}, s)
+    assert request.inputs["img_bytes"][0] == payload
+    assert "instances[0].b64: invalid base64" in error({"instances": [{"b64": "a"}]}, s)
+    assert "got a {\"b64\"" in error({"instances": [[{"b64": "AAAA"}, 1]]}, sig(TensorSpec("x", F32, (-1, 2))))
+
+
+def test_untyped_inputs_infer_like_numpy_and_pass_objects_through():
+    s = sig(TensorSpec("instances"))
+    request, _ = decode({"instances": [[1, 2], [3, 4]]}, s)
+    assert request.inputs["instances"].dtype == np.int64
+    request, _ = decode({"instances": [[1.5, 2], [3, 4]]}, s)
+    assert request.inputs["instances"].dtype == np.float64
+    request, _ = decode({"instances": [["a", "b"]]}, s)
+    assert request.inputs["instances"].dtype.kind == "U"
+    objects = [{"text": "hi", "n": 1}, {"text": "yo", "n": 2}]
+    request, _ = decode({"instances": objects}, s)
+    assert request.inputs["instances"] == objects
+    ragged = [[1, 2], [3]]
+    request, _ = decode({"instances": ragged}, s)
+    assert request.inputs["instances"] == ragged
+
+
+def test_bad_json_is_invalid_input_never_a_crash():
+    s = sig(TensorSpec("x", F32, (-1, 2)))
+    for body in [b"", b"{", b'{"instances": [1,', b"\xff\xfe", b"[" * 500_000, b'{"instances": [[1e999999, 1]]}',
+                 b'{"a": 1, "a": 2}']:
+        try:
+            decode(body, s)
+        except InvalidInput:
+            pass
+
+
+@given(st.lists(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=3, max_size=3),
+                min_size=1, max_size=20))
+def test_float_rows_round_trip(rows):
+    request, _ = decode({"instances": rows}, sig(TensorSpec("x", F32, (-1, 3))))
+    np.testing.assert_array_equal(request.inputs["x"], np.asarray(rows, dtype=np.float32))
+
+
+def test_response_one_output_is_a_list_several_are_per_instance_objects():
+    one = InferResponse({"scores": np.array([[0.5, 0.5], [1.0, 0.0]], dtype=np.float32)})
+    assert orjson.loads(vertex_json.encode_predict_response(one, 2)) == {"predictions": [[0.5, 0.5], [1.0, 0.0]]}
+    two = InferResponse({"scores": np.array([[0.5], [1.0]]), "label": np.array(["a", "b"])})
+    assert orjson.loads(vertex_json.encode_predict_response(two, 2, extra={"deployedModelId": "7"})) == {
+        "predictions": [{"scores": [0.5], "label": "a"}, {"scores": [1.0], "label": "b"}], "deployedModelId": "7"}
+    blob = InferResponse({"image_bytes": np.array([b"\x00\xff"], dtype=object)})
+    assert orjson.loads(vertex_json.encode_predict_response(blob, 1)) == {"predictions": [{"b64": "AP8="}]}
+
+
+# -- raw bodies --------------------------------------------------------------------------------
+
+def npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def test_npy_body_is_a_view_over_the_request_bytes():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    body = npy(x)
+    request = raw.decode_raw_request(raw.NPY, body, sig(TensorSpec("x", F32, (-1, 4))))
+    got = request.inputs["x"]
+    np.testing.assert_array_equal(got, x)
+    assert np.shares_memory(got, np.frombuffer(body, dtype=np.uint8))
+    assert request.batch_size == 3
+
+
+def test_octet_stream_body_is_a_view_shaped_by_the_signature():
+    x = np.arange(8, dtype="<f4").reshape(2, 4)
+    body = x.tobytes()
+    request = raw.decode_raw_request(raw.OCTET_STREAM, body, sig(TensorSpec("x", F32, (-1, 4))))
+    np.testing.assert_array_equal(request.inputs["x"], x)
+    assert np.shares_memory(request.inputs["x"], np.frombuffer(body, dtype=np.uint8))
+
+
+def test_npy_errors_are_invalid_input():
+    s = sig(TensorSpec("x", F32, (-1, 4)))
+    for body in [b"not npy", npy(np.zeros((2, 4), np.float32))[:-3], npy(np.array([{"a": 1}], dtype=object))]:
+        with pytest.raises(InvalidInput):
+            raw.decode_raw_request(raw.NPY, body, s)
+    with pytest.raises(InvalidInput, match="does not fit"):
+        raw.decode_raw_request(raw.NPY, npy(np.zeros((2, 3), np.float32)), s)
+    with pytest.raises(InvalidInput, match="cannot be cast"):
+        raw.decode_raw_request(raw.NPY, npy(np.zeros((2, 4), np.complex64)), s)
+
+
+def test_other_media_types_stay_bytes():
+    request = raw.decode_raw_request("image/png", b"\x89PNG", sig(TensorSpec("x", F32, (-1, 4))))
+    assert request.raw.content_type == "image/png" and bytes(request.raw.data) == b"\x89PNG"
