@@ -24,6 +24,9 @@ from .repository.model import DeployedModel
 # JSON bodies larger than this are decoded on a codec thread, not on the event loop.
 OFF_LOOP_DECODE_BYTES = 256 * 1024
 
+_ALIVE = b'{"status":"alive"}'
+_READY = b'{"status":"ready"}'
+
 Endpoint = Callable[[Request], "Response | Awaitable[Response]"]
 
 
@@ -84,7 +87,7 @@ class App:
     # -- health ----------------------------------------------------------------------------
 
     def live(self, request: Request) -> Response:
-        return Response.json({"status": "alive"})
+        return Response(200, _ALIVE)
 
     def health(self, request: Request) -> Response:
         if self.draining:
@@ -92,7 +95,7 @@ class App:
         for model in self.models.values():
             if not model.ready:
                 return Response.error(503, f"not ready: model '{model.name}' is {model.lifecycle.reason}")
-        return Response.json({"status": "ready"})
+        return Response(200, _READY)
 
     def _model_status(self, request: Request, model: DeployedModel) -> Response:
         if model.ready and not self.draining:

@@ -39,7 +39,8 @@ def build(args: argparse.Namespace) -> tuple[App, DeployedModel, Limits]:
     handler_config = HandlerConfig(device=args.device, intra_op_threads=args.intra_op_threads,
                                    inter_op_threads=args.inter_op_threads, method=args.method)
     model = DeployedModel(args.model_name, args.model_uri, framework=args.framework, handler_config=handler_config,
-                          cache_dir=Path(args.cache_dir), threads=args.model_threads, max_queue=args.max_queue)
+                          cache_dir=Path(args.cache_dir), threads=args.model_threads, max_queue=args.max_queue,
+                          max_batch_size=args.max_batch_size, max_queue_delay=args.max_queue_delay_us / 1e6)
     app = App({model.name: model}, model.name, health_route=args.health_route, predict_route=args.predict_route,
               deployed_model_id=os.environ.get("AIP_DEPLOYED_MODEL_ID", ""), request_timeout=args.request_timeout)
     limits = Limits(max_header_bytes=args.max_header_size, max_body_bytes=args.max_body_size,

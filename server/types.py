@@ -63,7 +63,8 @@ class InferRequest:
     headers: dict[str, str] = field(default_factory=dict)
     raw: RawBody | None = None
     id: int = field(default_factory=lambda: next(_request_ids))
-    deadline: float | None = None
+    deadline: float | None = None  # time.monotonic() after which the request is answered 504
+    enqueued: float = 0.0  # time.monotonic() when the scheduler queued it
 
 
 @dataclass

@@ -63,17 +63,33 @@ class Response:
 
     def encode_head(self, *, head_only_length: int | None = None, connection: bytes = b"") -> bytes:
         """Status line and headers. ``connection`` is b'close', b'keep-alive' or b''."""
-        status_line = _STATUS_LINES.get(self.status) or f"HTTP/1.1 {self.status} Unknown\r\n".encode()
         length = len(self.body) if head_only_length is None else head_only_length
-        ct_line = _CONTENT_TYPE_LINES.get(self.content_type)
-        if ct_line is None:
-            ct_line = b"content-type: " + self.content_type.encode("latin-1") + b"\r\n" if self.content_type else b""
-        head = b"%s%sserver: hyperserve\r\n%scontent-length: %d\r\n" % (status_line, _date_header(), ct_line, length)
+        date = _date_header()
         if self.headers:
-            head += "".join(f"{k}: {v}\r\n" for k, v in self.headers.items()).encode("latin-1")
-        if connection:
-            head += b"connection: " + connection + b"\r\n"
-        return head + b"\r\n"
+            return _format_head(self.status, self.content_type, length, connection, date, self.headers)
+        # Heads without extra headers repeat (same status, type, length); the cache lives one second.
+        key = (self.status, self.content_type, length, connection)
+        head = _head_cache.get(key)
+        if head is None:
+            if _head_cache_date[0] is not date:
+                _head_cache.clear()
+                _head_cache_date[0] = date
+            head = _head_cache[key] = _format_head(self.status, self.content_type, length, connection, date, None)
+        return head
 
 
-_CONTENT_TYPE_LINES = {t: b"content-type: " + t.encode() + b"\r\n" for t in ("application/json", "text/plain")}
+_head_cache: dict[tuple, bytes] = {}
+_head_cache_date: list = [None]
+
+
+def _format_head(status: int, content_type: str, length: int, connection: bytes, date: bytes,
+                 headers: dict[str, str] | None) -> bytes:
+    status_line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
+    ct_line = b"content-type: " + content_type.encode("latin-1") + b"\r\n" if content_type else b""
+    head = b"%s%sserver: hyperserve\r\n%scontent-length: %d\r\n" % (status_line, date, ct_line, length)
+    if headers:
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
+    if connection:
+        head += b"connection: " + connection + b"\r\n"
+    return head + b"\r\n"
+

@@ -36,6 +36,7 @@ _PHASE_TIMEOUT = {
 }
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_FRAMING_HEADERS = frozenset(("content-length", "transfer-encoding", "expect"))
 
 
 def _split_target(target: bytes) -> tuple[str, str]:
@@ -144,15 +145,18 @@ class HttpProtocol(asyncio.Protocol):
         self._expect_continue = False
 
     def on_message_begin(self):
-        self._reset_message()
-        self._set_phase(HEADERS)
+        self._set_phase(HEADERS)  # the message state was reset when the previous one completed
 
     def on_url(self, url: bytes):
         self._url += url
-        self._count_header_bytes(len(url))
+        self._header_bytes += len(url)
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _ProtocolError(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes):
-        self._count_header_bytes(len(name) + len(value) + 4)
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _ProtocolError(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._headers
@@ -160,6 +164,8 @@ class HttpProtocol(asyncio.Protocol):
             headers[key] = f"{headers[key]}, {text}"
         else:
             headers[key] = text
+        if key not in _FRAMING_HEADERS:
+            return
         if key == "content-length":
             self._has_length = True
             try:
@@ -173,11 +179,6 @@ class HttpProtocol(asyncio.Protocol):
             self._has_chunked = True
         elif key == "expect" and text.lower() == "100-continue":
             self._expect_continue = True
-
-    def _count_header_bytes(self, n: int):
-        self._header_bytes += n
-        if self._header_bytes > self.limits.max_header_bytes:
-            raise _ProtocolError(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
 
     def on_headers_complete(self):
         if self._has_length and self._has_chunked:
@@ -195,50 +196,61 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self):
         if self._closing:
             return  # pipelined after a "Connection: close" request or a protocol error: not ours to answer
-        path, query = _split_target(self._url)
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        request = Request(
-            self.parser.get_method().decode("ascii"),
-            path,
-            query,
-            self._headers,
-            body,
-            self.parser.get_http_version(),
-            self.parser.should_keep_alive(),
-        )
+        url = self._url
+        if url[:1] == b"/" and b"?" not in url and b"%" not in url:
+            path, query = url.decode("latin-1"), ""
+        else:
+            path, query = _split_target(url)
+        bodies = self._body
+        parser = self.parser
+        keep_alive = parser.should_keep_alive()
+        request = Request(parser.get_method().decode("ascii"), path, query, self._headers,
+                          bodies[0] if len(bodies) == 1 else b"".join(bodies),
+                          parser.get_http_version(), keep_alive)
         self._reset_message()
-        self._set_phase(WAITING_APP)
-        self._pipeline.append(request)
-        if not request.keep_alive:
+        if not keep_alive:
             self._closing = True  # nothing after a "Connection: close" request is read
-        self._update_reading()
+        if self._in_app or self._pipeline or self._write_paused:
+            self._pipeline.append(request)
+            self._phase, self.deadline = WAITING_APP, None
+            self._update_reading()
+            return
+        self._dispatch(request)
         if not self._in_app:
-            self._run_pipeline()
+            if self._closing:
+                self._maybe_close()
+            else:
+                self._set_phase(IDLE)
 
     # -- running requests in order ---------------------------------------------------------
 
+    def _dispatch(self, request: Request):
+        """Run one request through the app: write a synchronous answer now, else await it."""
+        try:
+            result = self.app(request)
+        except Exception as err:  # the app must never take the connection down
+            log.exception("unhandled error in route for %s %s", request.method, request.path)
+            result = Response.error(500, f"internal server error: {type(err).__name__}")
+        if type(result) is Response:
+            self._write(result, request)
+        else:
+            self._in_app = True
+            self._phase, self.deadline = WAITING_APP, None
+            self._task = self.loop.create_task(self._await_app(request, result))
+
     def _run_pipeline(self):
-        """Answer queued requests in order; synchronous answers are written at once."""
+        """Answer queued requests in order, until one has to be awaited or writing pauses."""
         while self._pipeline and not self._in_app and not self._write_paused and self.transport is not None:
             item = self._pipeline.popleft()
-            if isinstance(item, Response):  # a protocol error owed after earlier responses
+            if type(item) is Response:  # a protocol error owed after earlier responses
                 self._write(item, None)
-                continue
-            try:
-                result = self.app(item)
-            except Exception as err:  # the app must never take the connection down
-                log.exception("unhandled error in route for %s %s", item.method, item.path)
-                result = Response.error(500, f"internal server error: {type(err).__name__}")
-            if isinstance(result, Response):
-                self._write(result, item)
             else:
-                self._in_app = True
-                self._task = self.loop.create_task(self._await_app(item, result))
+                self._dispatch(item)
         self._update_reading()
         if not self._in_app and not self._pipeline:
             self._maybe_close()
-            if self.transport is not None and not self._closing:
-                self._set_phase(IDLE if not self._partial_message() else self._phase)
+            if self.transport is not None and not self._closing and not self._partial_message():
+                self._set_phase(IDLE)
 
     async def _await_app(self, request: Request, awaitable):
         try:
@@ -254,28 +266,26 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._write(response, request)
         self._run_pipeline()
+        if self._partial_message() and not self._in_app:
+            self._set_phase(self._phase)  # the next request's own deadline runs from now
 
     def _write(self, response: Response, request: Request | None):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         # While draining, requests already received are answered; the last one closes.
-        keep_alive = (request is not None and request.keep_alive
-                      and not (self.server.draining and not self._pipeline))
-        if not keep_alive:
+        if request is not None and request.keep_alive and not (self.server.draining and not self._pipeline):
+            connection = b"keep-alive" if request.http_version == "1.0" else b""
+        else:
             self._closing = True
             connection = b"close"
-        elif request.http_version == "1.0":
-            connection = b"keep-alive"
-        else:
-            connection = b""
+        body = response.body
         if request is not None and request.method == "HEAD":
-            transport.write(response.encode_head(head_only_length=len(response.body), connection=connection))
-        elif len(response.body) > 65536:
-            transport.writelines((response.encode_head(connection=connection), response.body))
+            transport.write(response.encode_head(head_only_length=len(body), connection=connection))
+        elif len(body) > 65536:
+            transport.writelines((response.encode_head(connection=connection), body))
         else:
-            transport.write(response.encode_head(connection=connection) + response.body)
-        self.server.responses_written += 1
+            transport.write(response.encode_head(connection=connection) + body)
 
     # -- errors, reading and closing -------------------------------------------------------
 
@@ -332,9 +342,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def _set_phase(self, phase: str):
         self._phase = phase
-        attr = _PHASE_TIMEOUT[phase]
-        timeout = getattr(self.limits, attr) if attr is not None else 0
-        self.deadline = self.loop.time() + timeout if timeout and timeout > 0 else None
+        timeout = self.server.phase_timeouts[phase]
+        self.deadline = self.loop.time() + timeout if timeout else None
 
     def _cancel_timer(self):
         self.deadline = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .messages import Request, Response
-from .protocol import HttpProtocol
+from .protocol import _PHASE_TIMEOUT, HttpProtocol
 
 
 @dataclass
@@ -32,7 +32,9 @@ class HttpServer:
         self.loop = loop or asyncio.get_event_loop()
         self.connections: set[HttpProtocol] = set()
         self.draining = False
-        self.responses_written = 0
+        # Phase → seconds (0: none), read on every request by the connections.
+        self.phase_timeouts = {phase: float(getattr(self.limits, attr) or 0) if attr else 0.0
+                               for phase, attr in _PHASE_TIMEOUT.items()}
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 

@@ -43,7 +43,8 @@ def load_handler(uri: str, *, framework: str, config: HandlerConfig, cache_dir: 
 
 class DeployedModel:
     def __init__(self, name: str, uri: str, *, framework: str, handler_config: HandlerConfig,
-                 cache_dir: Path, threads: int, max_queue: int):
+                 cache_dir: Path, threads: int, max_queue: int, max_batch_size: int = 64,
+                 max_queue_delay: float = 0.0):
         self.name = name
         self.uri = uri
         self.framework = framework
@@ -51,6 +52,8 @@ class DeployedModel:
         self.cache_dir = cache_dir
         self.threads = threads
         self.max_queue = max_queue
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay = max_queue_delay
         self.lifecycle = Lifecycle()
         self.runner: ModelRunner | None = None
         self.signature: Signature | None = None
@@ -65,8 +68,9 @@ class DeployedModel:
             handler = loaded.handler
             self.framework = loaded.framework
             self.signature = handler.signature()
-            threads = self.threads or (4 if handler.releases_gil else 1)
-            self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue)
+            threads = self.threads or (2 if handler.releases_gil else 1)
+            self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue,
+                                      max_batch_size=self.max_batch_size, max_queue_delay=self.max_queue_delay)
             self.handler = handler
         except Exception as err:
             self.lifecycle.fire("failed", f"load failed: {err}")

@@ -1,17 +1,22 @@
-"""Runs a handler off the event loop: a bounded queue in front of a small thread pool.
+"""Runs a handler off the event loop with adaptive dynamic batching.
 
-Admission happens on the loop (a full queue answers 503 at once); the deadline is checked again
-in the worker thread, so a request that waited past it never runs the model.
+Requests queue per model. Whenever a call slot is free, the queued requests that can share a call
+(up to ``max_batch_size`` instances) go to the model together, so under low load a request runs
+at once and under high load calls fill up. ``max_queue_delay`` (seconds) optionally holds a
+partial batch a little longer for partners. Admission happens on the loop (a full queue answers
+503 at once); expired deadlines are answered 504 without running the model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import DeadlineExceeded, ModelError, Overloaded, ServingError
 from ..types import InferRequest, InferResponse
+from .batching import concat_requests, split_response, take_batch
 
 
 def _rows(value) -> int | None:
@@ -22,23 +27,128 @@ def _rows(value) -> int | None:
 
 
 class ModelRunner:
-    def __init__(self, handler, *, name: str, threads: int, max_queue: int):
+    def __init__(self, handler, *, name: str, threads: int, max_queue: int, max_batch_size: int = 64,
+                 max_queue_delay: float = 0.0):
         self.handler = handler
         self.name = name
         self.max_queue = max_queue
-        self.pending = 0
-        self.completed = 0
-        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix=f"model-{name}")
+        self.max_batch_size = max_batch_size if handler.batchable else 1
+        self.max_queue_delay = max_queue_delay
+        self.slots = max(1, threads)
+        self.busy = 0
+        self.queue: deque[tuple[InferRequest, asyncio.Future]] = deque()
+        self.batch_sizes: Counter[int] = Counter()  # instances per framework call
+        self._delay_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix=f"model-{name}")
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue) + self.busy
+
+    # -- on the event loop ------------------------------------------------------------------
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        if len(self.queue) >= self.max_queue:
+            raise Overloaded(f"model '{self.name}' is overloaded: {len(self.queue)} requests are queued "
+                             f"(limit {self.max_queue}); retry later", headers={"retry-after": "1"})
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        future = loop.create_future()
+        request.enqueued = time.monotonic()
+        self.queue.append((request, future))
+        self._launch()
+        if request.deadline is None:
+            return await future
+        try:
+            return await asyncio.wait_for(future, max(request.deadline - time.monotonic(), 0.0))
+        except TimeoutError:
+            raise DeadlineExceeded("the request timed out before the model answered") from None
+
+    def _launch(self):
+        queue = self.queue
+        while self.busy < self.slots and queue:
+            if self._should_wait():
+                return
+            batch = take_batch(queue, self.max_batch_size)
+            now = time.monotonic()
+            live = []
+            for request, future in batch:
+                if future.done():  # the client went away or its deadline fired while queued
+                    continue
+                if request.deadline is not None and now > request.deadline:
+                    future.set_exception(DeadlineExceeded(
+                        "the request's deadline passed while it waited in the queue; the model did not run"))
+                    continue
+                live.append((request, future))
+            if not live:
+                continue
+            self.busy += 1
+            self.batch_sizes[sum(r.batch_size for r, _ in live)] += 1
+            job = self._pool.submit(self._run, [r for r, _ in live])
+            job.add_done_callback(lambda done, items=live: self._loop.call_soon_threadsafe(self._finish, items, done))
+
+    def _should_wait(self) -> bool:
+        """With a queue delay, hold a partial batch until it fills or its oldest request waited enough."""
+        if self.max_queue_delay <= 0 or self.max_batch_size <= 1:
+            return False
+        rows = sum(r.batch_size for r, _ in self.queue)
+        if rows >= self.max_batch_size:
+            return False
+        wait = self.queue[0][0].enqueued + self.max_queue_delay - time.monotonic()
+        if wait <= 0:
+            return False
+        if self._delay_timer is None:
+            self._delay_timer = self._loop.call_later(wait, self._delay_elapsed)
+        return True
+
+    def _delay_elapsed(self):
+        self._delay_timer = None
+        self._launch()
+
+    def _finish(self, items, done):
+        self.busy -= 1
+        try:
+            results = done.result()
+        except BaseException as err:  # noqa: BLE001 - the pool failed the whole call
+            results = [err] * len(items)
+        for (request, future), result in zip(items, results):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        self._launch()
+
+    # -- in a model thread --------------------------------------------------------------------
+
+    def _run(self, requests: list[InferRequest]) -> list:
+        """One framework call for the batch; if it fails, each request alone, so one bad
+        request fails only itself."""
+        try:
+            return split_response(self._call(concat_requests(requests)), requests)
+        except ServingError as err:
+            if len(requests) == 1:
+                return [err]
+        except Exception as err:  # noqa: BLE001
+            if len(requests) == 1:
+                return [self._model_error(err)]
+        results: list = []
+        for request in requests:
+            try:
+                results.append(self._call(request))
+            except ServingError as err:
+                results.append(err)
+            except Exception as err:  # noqa: BLE001
+                results.append(self._model_error(err))
+        return results
+
+    def _model_error(self, err: Exception) -> ModelError:
+        return ModelError(f"model '{self.name}' failed: {type(err).__name__}: {err}")
 
     def _call(self, request: InferRequest) -> InferResponse:
-        if request.deadline is not None and time.monotonic() > request.deadline:
-            raise DeadlineExceeded("the request's deadline passed while it waited in the queue; the model did not run")
-        try:
-            response = self.handler.predict(request)
-        except ServingError:
-            raise
-        except Exception as err:
-            raise ModelError(f"model '{self.name}' failed: {type(err).__name__}: {err}") from err
+        response = self.handler.predict(request)
         if request.raw is None:
             for out_name, value in response.outputs.items():
                 rows = _rows(value)
@@ -47,24 +157,7 @@ class ModelRunner:
                                      f"but was given {request.batch_size} instances")
         return response
 
-    async def infer(self, request: InferRequest) -> InferResponse:
-        if self.pending >= self.max_queue:
-            raise Overloaded(f"model '{self.name}' is overloaded: {self.pending} requests are queued "
-                             f"(limit {self.max_queue}); retry later", headers={"retry-after": "1"})
-        self.pending += 1
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(self._pool, self._call, request)
-            if request.deadline is None:
-                return await future
-            remaining = request.deadline - time.monotonic()
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.0))
-            except TimeoutError:
-                raise DeadlineExceeded("the request timed out before the model answered") from None
-        finally:
-            self.pending -= 1
-            self.completed += 1
-
     def close(self):
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)

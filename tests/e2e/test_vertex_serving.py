@@ -205,13 +205,19 @@ def test_request_timeout_is_504(start_server, controlled_dir):
 
 def test_full_queue_is_503_with_retry_after(start_server, controlled_dir):
     server = start_server([controlled_dir(), "--framework", CONTROLLED, "--model-threads", "1", "--max-queue", "1"])
-    slow = threading.Thread(target=lambda: httpx.post(
-        server.url + "/predict", json={"instances": [[1, 2]], "parameters": {"sleep": 1}}, timeout=30))
-    slow.start()
-    time.sleep(0.3)
+    answers = []
+    slow = [threading.Thread(target=lambda: answers.append(httpx.post(
+        server.url + "/predict", json={"instances": [[1, 2]], "parameters": {"sleep": 1}}, timeout=30).status_code))
+        for _ in range(2)]  # one runs, one waits: the queue (1) is full
+    for t in slow:
+        t.start()
+        time.sleep(0.2)
     r = httpx.post(server.url + "/predict", json={"instances": [[1, 2]]})
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
-    slow.join()
+    assert "overloaded" in r.json()["error"]
+    for t in slow:
+        t.join()
+    assert answers == [200, 200]
     assert httpx.post(server.url + "/predict", json={"instances": [[1, 2]]}).status_code == 200
 
 

@@ -1,0 +1,86 @@
+"""Forming batches from queued requests and splitting results back: pure functions, no I/O.
+
+A batch holds requests that can share one framework call: the same input names, dtypes and
+per-instance shapes, and the same parameters. Tensors are concatenated along dimension 0;
+inputs that are Python lists (handlers that take objects) are joined as lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..types import InferRequest, InferResponse
+
+
+def batch_key(request: InferRequest) -> tuple | None:
+    """Requests with equal keys can share a call; None means "run alone" (raw bodies)."""
+    if request.raw is not None:
+        return None
+    parts = []
+    for name, value in request.inputs.items():
+        if isinstance(value, np.ndarray):
+            parts.append((name, value.dtype.str, value.shape[1:]))
+        elif isinstance(value, list):
+            parts.append((name, "list"))
+        else:
+            return None
+    params = orjson.dumps(request.parameters, option=orjson.OPT_SORT_KEYS) if request.parameters else b""
+    return tuple(parts), params
+
+
+def take_batch(queue, max_rows: int) -> list:
+    """Pop from the front of ``queue`` (items whose ``[0]`` is an InferRequest) the requests
+    that share the first one's key, up to ``max_rows`` instances; others keep their place."""
+    first = queue.popleft()
+    batch = [first]
+    key = batch_key(first[0])
+    rows = first[0].batch_size
+    if key is None or not queue:
+        return batch
+    skipped = []
+    while queue and rows < max_rows:
+        item = queue[0]
+        if batch_key(item[0]) != key:
+            skipped.append(queue.popleft())
+            if len(skipped) > 8:  # do not scan a long queue looking for partners
+                break
+            continue
+        if rows + item[0].batch_size > max_rows:
+            break
+        batch.append(queue.popleft())
+        rows += item[0].batch_size
+    queue.extendleft(reversed(skipped))
+    return batch
+
+
+def concat_requests(requests: list[InferRequest]) -> InferRequest:
+    if len(requests) == 1:
+        return requests[0]
+    first = requests[0]
+    inputs: dict[str, Any] = {}
+    for name, value in first.inputs.items():
+        if isinstance(value, np.ndarray):
+            inputs[name] = np.concatenate([r.inputs[name] for r in requests], axis=0)
+        else:
+            joined: list = []
+            for r in requests:
+                joined.extend(r.inputs[name])
+            inputs[name] = joined
+    return InferRequest(inputs=inputs, batch_size=sum(r.batch_size for r in requests),
+                        parameters=first.parameters, headers=first.headers)
+
+
+def split_response(response: InferResponse, requests: list[InferRequest]) -> list[InferResponse]:
+    """Give each request its own rows of every output, in order."""
+    if len(requests) == 1:
+        return [response]
+    parts = []
+    offset = 0
+    for r in requests:
+        end = offset + r.batch_size
+        parts.append(InferResponse({name: value[offset:end] for name, value in response.outputs.items()}))
+        offset = end
+    return parts

@@ -1,0 +1,209 @@
+"""Dynamic batching: order, splitting, per-request errors, deadlines, admission, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import pytest
+
+from hyperserve.handlers.base import Handler
+from hyperserve.server.errors import DeadlineExceeded, InvalidInput, ModelError, Overloaded
+from hyperserve.server.scheduler.batching import batch_key, concat_requests, split_response, take_batch
+from hyperserve.server.scheduler.runner import ModelRunner
+from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
+
+
+class RecordingHandler(Handler):
+    """Doubles its input; records every call's batch size; fails rows equal to -1."""
+
+    name = "recording"
+
+    def __init__(self, delay: float = 0.0):
+        self.calls: list[int] = []
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def load(self, artifact, config):
+        pass
+
+    def signature(self):
+        return Signature((TensorSpec("x", np.dtype(np.float32), (-1, 1)),), (TensorSpec("y"),))
+
+    def predict(self, request):
+        with self.lock:
+            self.calls.append(request.batch_size)
+        time.sleep(self.delay)
+        x = request.inputs["x"]
+        if (x == -1).any():
+            raise ValueError("row is -1")
+        if (x == -2).any():
+            raise InvalidInput("row is -2")
+        return InferResponse({"y": x[:, 0] * 2})
+
+
+def req(*values, **params) -> InferRequest:
+    return InferRequest(inputs={"x": np.array([[v] for v in values], dtype=np.float32)}, batch_size=len(values),
+                        parameters=params)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# -- pure batching functions ---------------------------------------------------------------
+
+def test_concat_and_split_round_trip():
+    requests = [req(1, 2), req(3), req(4, 5, 6)]
+    joined = concat_requests(requests)
+    assert joined.batch_size == 6 and joined.inputs["x"][:, 0].tolist() == [1, 2, 3, 4, 5, 6]
+    parts = split_response(InferResponse({"y": joined.inputs["x"][:, 0] * 10}), requests)
+    assert [p.outputs["y"].tolist() for p in parts] == [[10, 20], [30], [40, 50, 60]]
+
+
+def test_object_inputs_are_joined_as_lists():
+    a = InferRequest(inputs={"instances": [{"a": 1}]}, batch_size=1)
+    b = InferRequest(inputs={"instances": [{"a": 2}, {"a": 3}]}, batch_size=2)
+    assert concat_requests([a, b]).inputs["instances"] == [{"a": 1}, {"a": 2}, {"a": 3}]
+
+
+def test_only_compatible_requests_share_a_batch_and_order_is_kept():
+    other_shape = InferRequest(inputs={"x": np.zeros((1, 3), np.float32)}, batch_size=1)
+    queue = deque([(req(1), 0), (other_shape, 1), (req(2), 2), (req(3, sleep=1), 3), (req(4), 4)])
+    first = take_batch(queue, 64)
+    assert [tag for _, tag in first] == [0, 2, 4]
+    assert [tag for _, tag in queue] == [1, 3]
+    assert batch_key(req(1)) != batch_key(req(1, sleep=1))
+
+
+def test_batches_respect_max_rows():
+    queue = deque([(req(1, 2, 3), 0), (req(4, 5), 1), (req(6), 2)])
+    assert [t for _, t in take_batch(queue, 4)] == [0]
+    assert [t for _, t in take_batch(queue, 4)] == [1, 2]
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+def test_concurrent_requests_share_calls_and_each_gets_its_own_rows():
+    handler = RecordingHandler(delay=0.02)
+
+    async def go():
+        runner = ModelRunner(handler, name="m", threads=1, max_queue=1000, max_batch_size=16)
+        results = await asyncio.gather(*[runner.infer(req(i, i + 0.5)) for i in range(100)])
+        runner.close()
+        return results, runner
+
+    results, runner = run(go())
+    for i, response in enumerate(results):
+        assert response.outputs["y"].tolist() == [2 * i, 2 * i + 1]
+    assert sum(handler.calls) == 200  # every row ran exactly once
+    assert max(handler.calls) > 2  # and calls were shared
+    assert all(c <= 16 for c in handler.calls)
+    assert sum(size * n for size, n in runner.batch_sizes.items()) == 200
+
+
+def test_a_bad_request_fails_alone():
+    handler = RecordingHandler(delay=0.01)
+
+    async def go():
+        runner = ModelRunner(handler, name="m", threads=1, max_queue=100)
+        blocker = asyncio.ensure_future(runner.infer(req(0)))
+        await asyncio.sleep(0)
+        outcomes = await asyncio.gather(runner.infer(req(1)), runner.infer(req(-1)), runner.infer(req(-2)),
+                                        runner.infer(req(3)), return_exceptions=True)
+        await blocker
+        runner.close()
+        return outcomes
+
+    ok1, bad, invalid, ok3 = run(go())
+    assert ok1.outputs["y"].tolist() == [2] and ok3.outputs["y"].tolist() == [6]
+    assert isinstance(bad, ModelError) and "ValueError: row is -1" in bad.message
+    assert isinstance(invalid, InvalidInput) and invalid.status == 400
+
+
+def test_deadline_passed_in_queue_never_runs_the_model():
+    handler = RecordingHandler(delay=0.3)
+
+    async def go():
+        runner = ModelRunner(handler, name="m", threads=1, max_queue=100)
+        slow = asyncio.ensure_future(runner.infer(req(1)))
+        await asyncio.sleep(0.05)
+        late = req(2)
+        late.deadline = time.monotonic() + 0.05
+        with pytest.raises(DeadlineExceeded):
+            await runner.infer(late)
+        await slow
+        await asyncio.sleep(0.05)
+        runner.close()
+
+    run(go())
+    assert handler.calls == [1]
+
+
+def test_full_queue_answers_overloaded_at_once():
+    handler = RecordingHandler(delay=0.2)
+
+    async def go():
+        runner = ModelRunner(handler, name="m", threads=1, max_queue=2)
+        first = asyncio.ensure_future(runner.infer(req(1)))
+        await asyncio.sleep(0.02)  # running, so the queue is empty again
+        queued = [asyncio.ensure_future(runner.infer(req(i))) for i in (2, 3)]
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        with pytest.raises(Overloaded) as info:
+            await runner.infer(req(4))
+        assert time.monotonic() - started < 0.05 and info.value.headers["retry-after"] == "1"
+        await asyncio.gather(first, *queued)
+        runner.close()
+
+    run(go())
+
+
+def test_queue_delay_gathers_a_fuller_batch():
+    handler = RecordingHandler()
+
+    async def go():
+        runner = ModelRunner(handler, name="m", threads=1, max_queue=100, max_batch_size=8, max_queue_delay=0.05)
+        tasks = []
+        for i in range(6):
+            tasks.append(asyncio.ensure_future(runner.infer(req(i))))
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+        runner.close()
+
+    run(go())
+    assert handler.calls == [6]
+
+
+def test_non_batchable_handlers_run_one_request_per_call():
+    handler = RecordingHandler(delay=0.01)
+    handler.batchable = False
+
+    async def go():
+        runner = ModelRunner(handler, name="m", threads=1, max_queue=100, max_batch_size=64)
+        await asyncio.gather(*[runner.infer(req(i)) for i in range(10)])
+        runner.close()
+
+    run(go())
+    assert handler.calls == [1] * 10
+
+
+def test_cancelled_requests_are_skipped():
+    handler = RecordingHandler(delay=0.1)
+
+    async def go():
+        runner = ModelRunner(handler, name="m", threads=1, max_queue=100)
+        first = asyncio.ensure_future(runner.infer(req(1)))
+        await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(runner.infer(req(2)))
+        await asyncio.sleep(0)
+        gone.cancel()  # the client disconnected while queued
+        await first
+        await asyncio.sleep(0.05)
+        runner.close()
+
+    run(go())
+    assert handler.calls == [1]
