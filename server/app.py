@@ -17,9 +17,10 @@ from typing import Any, Awaitable, Callable
 
 from .codecs import raw as raw_codec
 from .codecs import vertex_json
-from .errors import ServingError, UnsupportedMediaType
+from .errors import InvalidInput, ServingError, UnsupportedMediaType
 from .http import Request, Response
 from .repository.model import DeployedModel
+from .repository.models import ModelRepository
 
 # JSON bodies larger than this are decoded on a codec thread, not on the event loop.
 OFF_LOOP_DECODE_BYTES = 256 * 1024
@@ -30,15 +31,35 @@ _READY = b'{"status":"ready"}'
 Endpoint = Callable[[Request], "Response | Awaitable[Response]"]
 
 
+TIMEOUT_HEADER = "x-request-timeout"
+
+
+def request_timeout(headers: dict[str, str], parameters: dict[str, Any], default: float) -> float:
+    """Seconds this request may take: the ``timeout`` parameter or the X-Request-Timeout header
+    (seconds), never longer than the server's limit when it has one."""
+    # The parameter is the server's, not the model's: it is taken out so it does not split batches.
+    value = parameters.pop("timeout", None)
+    if value is None:
+        value = headers.get(TIMEOUT_HEADER)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"timeout must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise InvalidInput(f"timeout must be positive, got {value!r}")
+    return min(seconds, default) if default > 0 else seconds
+
+
 def is_json(content_type: str) -> bool:
     return content_type in ("", "application/json") or content_type.endswith("+json")
 
 
 class App:
-    def __init__(self, models: dict[str, DeployedModel], default_model: str, *, health_route: str = "/health",
+    def __init__(self, models: ModelRepository, *, health_route: str = "/health",
                  predict_route: str = "/predict", deployed_model_id: str = "", request_timeout: float = 0.0):
         self.models = models
-        self.default_model = default_model
         self.deployed_model_id = deployed_model_id
         self.request_timeout = request_timeout
         self.draining = False
@@ -71,18 +92,21 @@ class App:
         return endpoint(request)
 
     def _kserve_v1(self, request: Request) -> Response | Awaitable[Response]:
+        """/v1/models/{m}[/versions/{v}] then nothing (status), :predict, /metadata or /stats."""
         rest = request.path[len("/v1/models/"):]
-        if rest.endswith(":predict"):
-            name, method, endpoint = rest[: -len(":predict")], "POST", self._predict_named
-        else:
-            name, method, endpoint = rest, "GET", self._model_status
+        for suffix, method, endpoint in _MODEL_ROUTES:
+            if rest.endswith(suffix):
+                rest = rest[: len(rest) - len(suffix)] if suffix else rest
+                break
+        name, _, version = rest.partition("/versions/")
         if request.method != method and not (method == "GET" and request.method == "HEAD"):
             return Response.error(405, f"method {request.method} is not allowed on {request.path} (allowed: {method})",
                                   headers={"allow": method})
-        model = self.models.get(name)
-        if model is None:
-            return Response.error(404, f"model '{name}' is not served here (models: {sorted(self.models)})")
-        return endpoint(request, model)
+        try:
+            model = self.models.get(name, version or None)
+        except ServingError as err:
+            return Response.error(err.status, err.message)
+        return endpoint(self, request, model)
 
     # -- health ----------------------------------------------------------------------------
 
@@ -92,24 +116,41 @@ class App:
     def health(self, request: Request) -> Response:
         if self.draining:
             return Response.error(503, "not ready: the server is shutting down")
-        for model in self.models.values():
+        for model in self.models:
             if not model.ready:
                 return Response.error(503, f"not ready: model '{model.name}' is {model.lifecycle.reason}")
         return Response(200, _READY)
 
     def _model_status(self, request: Request, model: DeployedModel) -> Response:
         if model.ready and not self.draining:
-            return Response.json({"name": model.name, "ready": True})
-        return Response.json({"name": model.name, "ready": False, "error": model.lifecycle.reason}, status=503)
+            return Response.json({"name": model.name, "version": model.version, "ready": True})
+        return Response.json({"name": model.name, "version": model.version, "ready": False,
+                              "error": model.lifecycle.reason}, status=503)
+
+    def _model_metadata(self, request: Request, model: DeployedModel) -> Response:
+        if model.signature is None:
+            return Response.error(503, f"model '{model.name}' is not loaded yet ({model.lifecycle.reason})")
+        return Response(200, vertex_json.dumps({"name": model.name, "version": model.version,
+                                                "framework": model.framework,
+                                                "signature": model.signature.describe()}))
+
+    def _model_stats(self, request: Request, model: DeployedModel) -> Response:
+        runner = model.runner
+        if runner is None:
+            return Response.json({"name": model.name, "state": model.lifecycle.state.value})
+        return Response.json({
+            "name": model.name, "state": model.lifecycle.state.value, "queued": len(runner.queue),
+            "calls_in_flight": runner.busy, "batch_sizes": {str(k): v for k, v in sorted(runner.batch_sizes.items())},
+        })
 
     # -- predict ---------------------------------------------------------------------------
 
     def predict_vertex(self, request: Request) -> Awaitable[Response]:
         extra = {"deployedModelId": self.deployed_model_id} if self.deployed_model_id else None
-        return self._predict(request, self.models[self.default_model], extra)
+        return self._predict(request, self.models.default_model, extra)
 
     def predict_default(self, request: Request) -> Awaitable[Response]:
-        return self._predict(request, self.models[self.default_model], None)
+        return self._predict(request, self.models.default_model, None)
 
     def _predict_named(self, request: Request, model: DeployedModel) -> Awaitable[Response]:
         return self._predict(request, model, None)
@@ -136,8 +177,9 @@ class App:
                         f"model '{model.name}' ({model.framework}) does not take {content_type or 'untyped'} bodies; "
                         "send application/json, application/x-npy or application/octet-stream")
             infer_request.headers = request.headers
-            if self.request_timeout > 0:
-                infer_request.deadline = time.monotonic() + self.request_timeout
+            timeout = request_timeout(request.headers, infer_request.parameters, self.request_timeout)
+            if timeout > 0:
+                infer_request.deadline = time.monotonic() + timeout
             response = await model.runner.infer(infer_request)
             body = vertex_json.encode_predict_response(response, infer_request.batch_size, fmt, extra)
             return Response(200, body)
@@ -146,7 +188,16 @@ class App:
 
     def close(self):
         self._codec_pool.shutdown(wait=False, cancel_futures=True)
-        for model in self.models.values():
+        for model in self.models:
             if model.runner is not None:
                 model.runner.close()
 
+
+
+# Suffixes of /v1/models/{m}[/versions/{v}] in match order; "" (the model's status) comes last.
+_MODEL_ROUTES = (
+    (":predict", "POST", App._predict_named),
+    ("/metadata", "GET", App._model_metadata),
+    ("/stats", "GET", App._model_stats),
+    ("", "GET", App._model_status),
+)

@@ -25,8 +25,20 @@ def _parser() -> argparse.ArgumentParser:
                            description="Serve a model: bind the port at once, answer health 503 while the model "
                                        "loads, 200 once it can serve, and drain gracefully on SIGTERM.")
     serve.add_argument("model_uri", nargs="?", default=os.environ.get("AIP_STORAGE_URI", ""), metavar="MODEL_URI",
-                       help="a directory, a model file, or gs://bucket/prefix (default: $AIP_STORAGE_URI)")
+                       help="a directory, a model file, or gs://bucket/prefix (default: $AIP_STORAGE_URI); "
+                            "served as --model-name")
+    serve.add_argument("--model", action="append", metavar="NAME[:VERSION]=URI",
+                       help="one more model to serve (repeatable)")
+    serve.add_argument("--model-config", metavar="FILE", default=os.environ.get("HYPERSERVE_MODEL_CONFIG"),
+                       help="JSON file listing models and per-model settings [env: HYPERSERVE_MODEL_CONFIG]")
+    serve.add_argument("--default-model", metavar="NAME", default=os.environ.get("HYPERSERVE_DEFAULT_MODEL"),
+                       help="model the Vertex and SageMaker routes use (default: the first given) "
+                            "[env: HYPERSERVE_DEFAULT_MODEL]")
     add_options(serve, SERVE_OPTIONS)
+
+    from hyperserve.bench.cli import add_parser as add_bench
+
+    add_bench(sub)
 
     inspect = sub.add_parser("inspect", help="print the detected framework and the model's signature")
     inspect.add_argument("model_uri", metavar="MODEL_URI", help="a directory, a model file, or gs://bucket/prefix")
@@ -56,10 +68,14 @@ def _inspect(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+    logging.basicConfig(level=getattr(logging, getattr(args, "log_level", "info").upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "inspect":
         return _inspect(args)
+    if args.command == "bench":
+        from hyperserve.bench.cli import main as bench_main
+
+        return bench_main(args)
     from .serve import run
 
     code = run(args)

@@ -50,6 +50,10 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "microseconds a partial batch may wait for more requests (0: adaptive, run as soon as a call is free)"),
     Option("--max-queue", _env("MAX_QUEUE"), 1024, int,
            "requests waiting per model before answering 503 with Retry-After"),
+    Option("--warmup-requests", _env("WARMUP_REQUESTS"), 0, int,
+           "framework calls made on a batch generated from the signature before the model turns ready"),
+    Option("--warmup-file", _env("WARMUP_FILE"), "", str,
+           "a predict request body (JSON) run once at load instead of a generated one"),
     Option("--request-timeout", _env("REQUEST_TIMEOUT"), 600.0, float,
            "seconds a predict may take before 504 (0: no limit)"),
     Option("--max-body-size", _env("MAX_BODY_SIZE"), 100 * 1024 * 1024, int, "largest request body in bytes (413 beyond)"),
@@ -87,3 +91,7 @@ def markdown_table(options=SERVE_OPTIONS) -> str:
     for o in options:
         lines.append(f"| `{o.flag}` | {', '.join(f'`{e}`' for e in o.env)} | `{o.default}` | {o.help} |")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m hyperserve.server.config prints the README's table
+    print(markdown_table())

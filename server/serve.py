@@ -1,4 +1,4 @@
-"""``hyperserve serve``: bind at once, load the model in the background, drain on SIGTERM."""
+"""``hyperserve serve``: bind at once, load the models in the background, drain on SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from pathlib import Path
 from hyperserve.handlers.base import HandlerConfig
 
 from .app import App
+from .errors import ServingError
 from .http import HttpServer, Limits
 from .repository.model import DeployedModel
+from .repository.models import ModelRepository, model_specs
 
 log = logging.getLogger("hyperserve")
 
@@ -35,23 +37,37 @@ def _load_in_background(model: DeployedModel, loop: asyncio.AbstractEventLoop) -
     return future
 
 
-def build(args: argparse.Namespace) -> tuple[App, DeployedModel, Limits]:
-    handler_config = HandlerConfig(device=args.device, intra_op_threads=args.intra_op_threads,
-                                   inter_op_threads=args.inter_op_threads, method=args.method)
-    model = DeployedModel(args.model_name, args.model_uri, framework=args.framework, handler_config=handler_config,
-                          cache_dir=Path(args.cache_dir), threads=args.model_threads, max_queue=args.max_queue,
-                          max_batch_size=args.max_batch_size, max_queue_delay=args.max_queue_delay_us / 1e6)
-    app = App({model.name: model}, model.name, health_route=args.health_route, predict_route=args.predict_route,
+def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
+    specs, default = model_specs(args)
+    models = []
+    for spec in specs:
+        handler_config = HandlerConfig(device=spec.option(args, "device"),
+                                       intra_op_threads=spec.option(args, "intra_op_threads"),
+                                       inter_op_threads=spec.option(args, "inter_op_threads"),
+                                       method=spec.option(args, "method"))
+        models.append(DeployedModel(
+            spec.name, spec.uri, version=spec.version, framework=spec.option(args, "framework"),
+            handler_config=handler_config, cache_dir=Path(args.cache_dir),
+            threads=spec.option(args, "model_threads"), max_queue=spec.option(args, "max_queue"),
+            max_batch_size=spec.option(args, "max_batch_size"),
+            max_queue_delay=spec.option(args, "max_queue_delay_us") / 1e6,
+            warmup_requests=spec.option(args, "warmup_requests"), warmup_file=spec.option(args, "warmup_file")))
+    repository = ModelRepository(models, default)
+    app = App(repository, health_route=args.health_route, predict_route=args.predict_route,
               deployed_model_id=os.environ.get("AIP_DEPLOYED_MODEL_ID", ""), request_timeout=args.request_timeout)
     limits = Limits(max_header_bytes=args.max_header_size, max_body_bytes=args.max_body_size,
                     header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                     keepalive_timeout=args.keepalive_timeout)
-    return app, model, limits
+    return app, repository, limits
 
 
 async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
-    app, model, limits = build(args)
+    try:
+        app, models, limits = build(args)
+    except ServingError as err:
+        log.error("%s", err.message)
+        return 2
     server = HttpServer(app, limits, loop)
     port = await server.start(args.host, args.port)
     log.info("listening on %s:%d (health %s, predict %s)", args.host, port, args.health_route, args.predict_route)
@@ -59,14 +75,15 @@ async def serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loading = _load_in_background(model, loop)
+    loading = asyncio.gather(*(_load_in_background(model, loop) for model in models))
     stopping = loop.create_task(stop.wait())
     await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
 
     exit_code = 0
     if loading.done() and loading.exception() is not None:
         err = loading.exception()
-        log.error("model '%s' failed to load: %s", model.name, err, exc_info=err)
+        failed = [m.name for m in models if m.lifecycle.state.value == "failed"]
+        log.error("model %s failed to load: %s", ", ".join(failed) or "?", err, exc_info=err)
         # Keep answering 503 for a moment, so probes and logs see why, then let the platform restart us.
         try:
             await asyncio.wait_for(stop.wait(), args.load_failure_exit_delay)
@@ -78,7 +95,8 @@ async def serve(args: argparse.Namespace) -> int:
         log.info("shutting down: health is 503, finishing in-flight requests (grace %.0fs)", args.grace_period)
 
     app.draining = True
-    model.lifecycle.fire("drain", "draining")
+    for model in models:
+        model.lifecycle.fire("drain", "draining")
     clean = await server.shutdown(args.grace_period if exit_code == 0 else 0.0)
     if not clean:
         log.warning("grace period over with requests still in flight; closing their connections")

@@ -48,7 +48,7 @@ class Signature:
 _request_ids = itertools.count(1)
 
 
-@dataclass
+@dataclass(slots=True)
 class InferRequest:
     """A decoded request: named batch tensors (or Python objects), with its parameters.
 
@@ -65,9 +65,10 @@ class InferRequest:
     id: int = field(default_factory=lambda: next(_request_ids))
     deadline: float | None = None  # time.monotonic() after which the request is answered 504
     enqueued: float = 0.0  # time.monotonic() when the scheduler queued it
+    batch_key: Any = None  # cached by the scheduler: which requests may share a framework call
 
 
-@dataclass
+@dataclass(slots=True)
 class RawBody:
     """A rawPredict body the codec could not type: its media type and bytes (zero copy)."""
 
@@ -75,7 +76,7 @@ class RawBody:
     data: memoryview | bytes
 
 
-@dataclass
+@dataclass(slots=True)
 class InferResponse:
     """Named outputs, each with the batch as its first dimension (arrays or lists)."""
 

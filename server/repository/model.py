@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,23 @@ class LoadedArtifacts:
     handler: Handler
 
 
+def latest_version_dir(path: Path) -> tuple[Path, str | None]:
+    """TF Serving's layout: a directory holding only numeric version directories serves the highest."""
+    if not path.is_dir():
+        return path, None
+    children = [p for p in path.iterdir() if not p.name.startswith(".")]
+    versions = [p for p in children if p.is_dir() and p.name.isdigit()]
+    if versions and len(versions) == len(children):
+        newest = max(versions, key=lambda p: int(p.name))
+        return newest, newest.name
+    return path, None
+
+
 def load_handler(uri: str, *, framework: str, config: HandlerConfig, cache_dir: Path) -> LoadedArtifacts:
     """Fetch ``uri``, choose the framework (detected unless forced) and load the handler."""
     from hyperserve.handlers import registry
 
-    path = fetch(uri, cache_dir)
+    path, _ = latest_version_dir(fetch(uri, cache_dir))
     if framework in ("", "auto"):
         framework, artifact = registry.detect(path)
     else:
@@ -41,11 +54,40 @@ def load_handler(uri: str, *, framework: str, config: HandlerConfig, cache_dir: 
     return LoadedArtifacts(framework, artifact, handler)
 
 
+def warm_up(handler: Handler, signature: Signature, count: int, body_file: str, name: str) -> None:
+    """Run the model before it is ready, so the first real request is not the slow one."""
+    if not count and not body_file:
+        return
+    from ..codecs.vertex_json import decode_predict_request
+    from ..warmup import generated_request
+
+    if body_file:
+        try:
+            request, _ = decode_predict_request(Path(body_file).read_bytes(), signature)
+        except (OSError, ServingError) as err:
+            raise ServingError(f"warm-up file {body_file} is not a valid predict request for '{name}': {err}") from err
+        requests = [request] * max(1, count)
+    else:
+        request = generated_request(signature)
+        if request is None:
+            log.warning("model '%s': its signature has no fixed input shapes; skipping generated warm-up", name)
+            return
+        requests = [request] * count
+    started = time.perf_counter()
+    for request in requests:
+        handler.predict(request)
+    log.info("model '%s' warmed up with %d calls in %.3fs", name, len(requests), time.perf_counter() - started)
+
+
 class DeployedModel:
     def __init__(self, name: str, uri: str, *, framework: str, handler_config: HandlerConfig,
                  cache_dir: Path, threads: int, max_queue: int, max_batch_size: int = 64,
-                 max_queue_delay: float = 0.0):
+                 max_queue_delay: float = 0.0, version: str = "1", warmup_requests: int = 0,
+                 warmup_file: str = ""):
         self.name = name
+        self.warmup_requests = warmup_requests
+        self.warmup_file = warmup_file
+        self.version = version
         self.uri = uri
         self.framework = framework
         self.handler_config = handler_config
@@ -72,6 +114,7 @@ class DeployedModel:
             self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue,
                                       max_batch_size=self.max_batch_size, max_queue_delay=self.max_queue_delay)
             self.handler = handler
+            warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
         except Exception as err:
             self.lifecycle.fire("failed", f"load failed: {err}")
             raise

@@ -15,18 +15,28 @@ import orjson
 from ..types import InferRequest, InferResponse
 
 
-def batch_key(request: InferRequest) -> tuple | None:
-    """Requests with equal keys can share a call; None means "run alone" (raw bodies)."""
+_ALONE = ("alone",)  # never equal to another request's key object
+
+
+def batch_key(request: InferRequest) -> tuple:
+    """Requests with equal keys can share a call; raw bodies and odd inputs run alone."""
+    key = request.batch_key
+    if key is None:
+        key = request.batch_key = _compute_key(request)
+    return key
+
+
+def _compute_key(request: InferRequest) -> tuple:
     if request.raw is not None:
-        return None
+        return (_ALONE, request.id)
     parts = []
     for name, value in request.inputs.items():
-        if isinstance(value, np.ndarray):
-            parts.append((name, value.dtype.str, value.shape[1:]))
-        elif isinstance(value, list):
-            parts.append((name, "list"))
+        if type(value) is np.ndarray:
+            parts.append((name, value.dtype, value.shape[1:]))
+        elif type(value) is list:
+            parts.append((name, list))
         else:
-            return None
+            return (_ALONE, request.id)
     params = orjson.dumps(request.parameters, option=orjson.OPT_SORT_KEYS) if request.parameters else b""
     return tuple(parts), params
 
@@ -38,7 +48,7 @@ def take_batch(queue, max_rows: int) -> list:
     batch = [first]
     key = batch_key(first[0])
     rows = first[0].batch_size
-    if key is None or not queue:
+    if key[0] is _ALONE or not queue:
         return batch
     skipped = []
     while queue and rows < max_rows:
@@ -79,8 +89,9 @@ def split_response(response: InferResponse, requests: list[InferRequest]) -> lis
         return [response]
     parts = []
     offset = 0
+    outputs = list(response.outputs.items())
     for r in requests:
         end = offset + r.batch_size
-        parts.append(InferResponse({name: value[offset:end] for name, value in response.outputs.items()}))
+        parts.append(InferResponse({name: value[offset:end] for name, value in outputs}))
         offset = end
     return parts

@@ -18,6 +18,14 @@ from ..errors import DeadlineExceeded, ModelError, Overloaded, ServingError
 from ..types import InferRequest, InferResponse
 from .batching import concat_requests, split_response, take_batch
 
+# In adaptive mode a partial batch is held at most this long while the load is high.
+ADAPTIVE_MAX_HOLD_S = 0.002
+
+
+def _expire(future: asyncio.Future):
+    if not future.done():
+        future.set_exception(DeadlineExceeded("the request timed out before the model answered"))
+
 
 def _rows(value) -> int | None:
     try:
@@ -38,6 +46,8 @@ class ModelRunner:
         self.busy = 0
         self.queue: deque[tuple[InferRequest, asyncio.Future]] = deque()
         self.batch_sizes: Counter[int] = Counter()  # instances per framework call
+        self._recent_rows = 1.0  # moving averages of rows per call and seconds per call
+        self._recent_call_s = 0.0
         self._delay_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix=f"model-{name}")
@@ -60,10 +70,12 @@ class ModelRunner:
         self._launch()
         if request.deadline is None:
             return await future
+        # A timer, not asyncio.wait_for: that wraps every request in one more task.
+        timer = loop.call_later(max(request.deadline - request.enqueued, 0.0), _expire, future)
         try:
-            return await asyncio.wait_for(future, max(request.deadline - time.monotonic(), 0.0))
-        except TimeoutError:
-            raise DeadlineExceeded("the request timed out before the model answered") from None
+            return await future
+        finally:
+            timer.cancel()
 
     def _launch(self):
         queue = self.queue
@@ -84,18 +96,28 @@ class ModelRunner:
             if not live:
                 continue
             self.busy += 1
-            self.batch_sizes[sum(r.batch_size for r, _ in live)] += 1
-            job = self._pool.submit(self._run, [r for r, _ in live])
-            job.add_done_callback(lambda done, items=live: self._loop.call_soon_threadsafe(self._finish, items, done))
+            rows = sum(r.batch_size for r, _ in live)
+            self.batch_sizes[rows] += 1
+            job = self._pool.submit(self._timed_run, [r for r, _ in live])
+            job.add_done_callback(lambda done, items=live, rows=rows: self._loop.call_soon_threadsafe(
+                self._finish, items, done, rows))
 
     def _should_wait(self) -> bool:
-        """With a queue delay, hold a partial batch until it fills or its oldest request waited enough."""
-        if self.max_queue_delay <= 0 or self.max_batch_size <= 1:
+        """Hold a partial batch for partners: up to ``max_queue_delay`` when one is set; in
+        adaptive mode only while recent calls were much fuller than the queue (high load), for
+        a fraction of a call's duration, so a lone request under low load never waits."""
+        if self.max_batch_size <= 1:
             return False
         rows = sum(r.batch_size for r, _ in self.queue)
         if rows >= self.max_batch_size:
             return False
-        wait = self.queue[0][0].enqueued + self.max_queue_delay - time.monotonic()
+        if self.max_queue_delay > 0:
+            delay = self.max_queue_delay
+        elif self.busy == 0 and self._recent_rows >= 4 and rows < self._recent_rows / 2:
+            delay = min(self._recent_call_s / 2, ADAPTIVE_MAX_HOLD_S)
+        else:
+            return False
+        wait = self.queue[0][0].enqueued + delay - time.monotonic()
         if wait <= 0:
             return False
         if self._delay_timer is None:
@@ -106,12 +128,14 @@ class ModelRunner:
         self._delay_timer = None
         self._launch()
 
-    def _finish(self, items, done):
+    def _finish(self, items, done, rows: int):
         self.busy -= 1
         try:
-            results = done.result()
+            results, seconds = done.result()
         except BaseException as err:  # noqa: BLE001 - the pool failed the whole call
-            results = [err] * len(items)
+            results, seconds = [err] * len(items), 0.0
+        self._recent_rows += (rows - self._recent_rows) * 0.2
+        self._recent_call_s += (seconds - self._recent_call_s) * 0.2
         for (request, future), result in zip(items, results):
             if future.done():
                 continue
@@ -122,6 +146,11 @@ class ModelRunner:
         self._launch()
 
     # -- in a model thread --------------------------------------------------------------------
+
+    def _timed_run(self, requests: list[InferRequest]) -> tuple[list, float]:
+        started = time.perf_counter()
+        results = self._run(requests)
+        return results, time.perf_counter() - started
 
     def _run(self, requests: list[InferRequest]) -> list:
         """One framework call for the batch; if it fails, each request alone, so one bad

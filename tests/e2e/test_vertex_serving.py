@@ -132,7 +132,7 @@ def test_xgboost_with_nan_strings(start_server, xgboost_dir, iris):
 
 def test_kserve_and_sagemaker_profiles(start_server, sklearn_dir):
     server = start_server([sklearn_dir, "--model-name", "iris"])
-    assert httpx.get(server.url + "/v1/models/iris").json() == {"name": "iris", "ready": True}
+    assert httpx.get(server.url + "/v1/models/iris").json() == {"name": "iris", "version": "1", "ready": True}
     assert httpx.get(server.url + "/v1/models/other").status_code == 404
     r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert r.json() == {"predictions": [0]}
@@ -201,6 +201,19 @@ def test_request_timeout_is_504(start_server, controlled_dir):
     r = httpx.post(server.url + "/predict", json={"instances": [[1, 2]], "parameters": {"sleep": 1}})
     assert r.status_code == 504, r.text
     assert httpx.post(server.url + "/predict", json={"instances": [[1, 2]]}).status_code == 200
+
+
+def test_per_request_timeout_parameter_and_header(start_server, controlled_dir):
+    server = start_server([controlled_dir(), "--framework", CONTROLLED])
+    r = httpx.post(server.url + "/predict", json={"instances": [[1, 2]], "parameters": {"sleep": 0.6, "timeout": 0.2}})
+    assert r.status_code == 504, r.text
+    r = httpx.post(server.url + "/predict", json={"instances": [[1, 2]], "parameters": {"sleep": 0.6}},
+                   headers={"x-request-timeout": "0.2"})
+    assert r.status_code == 504, r.text
+    r = httpx.post(server.url + "/predict", json={"instances": [[1, 2]], "parameters": {"timeout": "soon"}})
+    assert r.status_code == 400 and "timeout must be a number" in r.json()["error"]
+    r = httpx.post(server.url + "/predict", json={"instances": [[1, 2]], "parameters": {"sleep": 0.1, "timeout": 5}})
+    assert r.status_code == 200
 
 
 def test_full_queue_is_503_with_retry_after(start_server, controlled_dir):

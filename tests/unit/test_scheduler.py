@@ -77,6 +77,7 @@ def test_only_compatible_requests_share_a_batch_and_order_is_kept():
     assert [tag for _, tag in first] == [0, 2, 4]
     assert [tag for _, tag in queue] == [1, 3]
     assert batch_key(req(1)) != batch_key(req(1, sleep=1))
+    assert batch_key(req(1)) == batch_key(req(2, 3))
 
 
 def test_batches_respect_max_rows():

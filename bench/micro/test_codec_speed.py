@@ -1,0 +1,77 @@
+"""Codec throughput against the baselines other servers use: stdlib json, orjson, pybase64.
+
+  pytest bench/micro -q --benchmark-columns=mean,ops --benchmark-sort=name
+
+Each benchmark records the body size, so MB/s = body_bytes / mean; `extra_info.mb_per_s` has it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import orjson
+import pytest
+
+from hyperserve.server.codecs import vertex_json
+from hyperserve.server.codecs.b64 import b64decode, b64decode_py
+from hyperserve.server.native import native
+from hyperserve.server.types import Signature, TensorSpec
+
+RNG = np.random.default_rng(0)
+MLP_BODY = json.dumps({"instances": np.round(RNG.random((64, 784)), 6).tolist()}).encode()
+MLP_SIG = Signature((TensorSpec("x", np.dtype(np.float32), (-1, 784)),), (TensorSpec("y"),))
+IRIS_BODY = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+IRIS_SIG = Signature((TensorSpec("instances", None, (-1, 4)),), (TensorSpec("predictions"),))
+IMAGE = RNG.integers(0, 256, (224, 224, 3), dtype=np.uint8).tobytes()
+IMAGE_BODY = json.dumps({"instances": [{"b64": base64.b64encode(IMAGE).decode()}]}).encode()
+
+
+def _speed(benchmark, size: int):
+    benchmark.extra_info["body_bytes"] = size
+    if benchmark.stats is not None:
+        benchmark.extra_info["mb_per_s"] = round(size / benchmark.stats.stats.mean / 1e6, 1)
+
+
+@pytest.mark.parametrize("name", ["hyperserve", "orjson+numpy", "stdlib json+numpy"])
+def test_decode_64x784_float32(benchmark, name):
+    decode = {
+        "hyperserve": lambda: vertex_json.decode_predict_request(MLP_BODY, MLP_SIG),
+        "orjson+numpy": lambda: np.asarray(orjson.loads(MLP_BODY)["instances"], dtype=np.float32),
+        "stdlib json+numpy": lambda: np.asarray(json.loads(MLP_BODY)["instances"], dtype=np.float32),
+    }[name]
+    benchmark(decode)
+    _speed(benchmark, len(MLP_BODY))
+
+
+def test_decode_iris_one_row(benchmark):
+    benchmark(lambda: vertex_json.decode_predict_request(IRIS_BODY, IRIS_SIG))
+    _speed(benchmark, len(IRIS_BODY))
+
+
+@pytest.mark.parametrize("name", ["hyperserve", "python twin", "orjson+pybase64", "orjson+stdlib base64"])
+def test_decode_b64_image(benchmark, name):
+    if name == "orjson+pybase64":
+        pybase64 = pytest.importorskip("pybase64", reason="needs pybase64 for this baseline")
+        fn = lambda: pybase64.b64decode(orjson.loads(IMAGE_BODY)["instances"][0]["b64"])  # noqa: E731
+    elif name == "orjson+stdlib base64":
+        fn = lambda: base64.b64decode(orjson.loads(IMAGE_BODY)["instances"][0]["b64"])  # noqa: E731
+    elif name == "python twin":
+        fn = lambda: b64decode_py(orjson.loads(IMAGE_BODY)["instances"][0]["b64"].encode())  # noqa: E731
+    else:
+        if native is None:
+            pytest.skip("needs the compiled extension")
+        fn = lambda: b64decode(orjson.loads(IMAGE_BODY)["instances"][0]["b64"])  # noqa: E731
+    assert fn() == IMAGE
+    benchmark(fn)
+    _speed(benchmark, len(IMAGE_BODY))
+
+
+def test_encode_64x10_predictions(benchmark):
+    from hyperserve.server.types import InferResponse
+
+    response = InferResponse({"scores": RNG.random((64, 10), dtype=np.float32)})
+    body = vertex_json.encode_predict_response(response, 64)
+    benchmark(lambda: vertex_json.encode_predict_response(response, 64))
+    _speed(benchmark, len(body))

@@ -1,0 +1,1 @@
+"""Peer servers and the harness that runs them side by side with hyperserve."""

@@ -1,0 +1,230 @@
+"""Run chosen servers side by side on chosen workloads, same machine, same run, same pinning.
+
+  python -m hyperserve.bench.peers.run --servers hyperserve,cpr,kserve,mlserver,bentoml,uvicorn-empty,nginx \\
+      --workloads W1,W2 --duration 10
+
+Each server in turn runs pinned to --server-cpu; this process (the load generator) pins itself to
+--client-cpu. Writes bench/results/<date>-<host>.json, a markdown table with ratios against
+hyperserve, and a latency CDF per workload. Peers are installed by bench/peers/install.sh.
+
+Workloads: W1 one iris row to a scikit-learn LogisticRegression; W2 64×784 instances to a
+scikit-learn MLPClassifier (784-64-10); W3 one 224×224×3 image as {"b64": ...} to a mean-colour
+model written natively for each server (bench/peers/image_*.py). W4 (a TorchScript archive,
+TorchServe against hyperserve) comes with the PyTorch handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from .. import loadgen, report
+from .servers import ROOT, SERVERS, python_env, request_body
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def build_w1(work: Path) -> tuple[Path, list]:
+    """W1: one iris row to a scikit-learn LogisticRegression (built here, nothing downloaded)."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    model_dir = work / "iris"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), model_dir / "model.joblib")
+    return model_dir, [[5.1, 3.5, 1.4, 0.2]]
+
+
+def build_w2(work: Path) -> tuple[Path, list]:
+    """W2: 64 instances of 784 floats to a scikit-learn MLPClassifier (784-64-10)."""
+    import joblib
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    model_dir = work / "mlp"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    xs = rng.random((512, 784), dtype=np.float32)
+    mlp = MLPClassifier(hidden_layer_sizes=(64,), max_iter=5, random_state=0).fit(xs, rng.integers(0, 10, 512))
+    joblib.dump(mlp, model_dir / "model.joblib")
+    return model_dir, np.round(rng.random((64, 784), dtype=np.float32), 4).tolist()
+
+
+def build_w3(work: Path) -> tuple[Path, list]:
+    """W3: one 224×224×3 uint8 image as {"b64": ...} to a mean-colour model."""
+    import base64
+
+    model_dir = work / "image"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "image_model.json").write_text("{}")
+    (model_dir / "model.joblib").write_bytes(b"")  # peers that insist on a model file get an empty one
+    image = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8).tobytes()
+    return model_dir, [{"b64": base64.b64encode(image).decode()}]
+
+
+WORKLOADS = {"W1": build_w1, "W2": build_w2, "W3": build_w3}
+KINDS = {"W1": "sklearn", "W2": "sklearn", "W3": "image"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"not ready within {timeout}s ({url})")
+
+
+def measure(server_name: str, workload: str, model_dir: Path, instances: list, args, work: Path) -> dict:
+    server = SERVERS[server_name]
+    port = free_port()
+    launch = server.launch(model_dir, "model", port, work / f"{server_name}-{workload}", KINDS[workload])
+    launch.cwd.mkdir(parents=True, exist_ok=True)
+    log = (work / f"{server_name}-{workload}.log").open("w")
+    proc = subprocess.Popen(["taskset", "-c", args.server_cpu, *launch.argv], cwd=str(launch.cwd),
+                            env={**python_env(), **launch.env}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(launch.ready_url, proc, args.ready_timeout)
+        body = request_body(server.protocol, instances)
+        check = httpx.post(launch.predict_url, content=body, headers={"content-type": "application/json"}, timeout=30)
+        if check.status_code != 200:
+            raise RuntimeError(f"predict answered {check.status_code}: {check.text[:300]}")
+        target = loadgen.Target.parse(launch.predict_url)
+        request = loadgen.build_request(target, "POST", body, {})
+        gen = loadgen.LoadGenerator(target, [request], concurrency=args.concurrency, duration=args.duration,
+                                    warmup=args.warmup)
+        stats = loadgen.run(gen)
+        batch_histogram = None
+        if server_name.startswith("hyperserve"):
+            batch_histogram = _batch_histogram(launch.ready_url.rsplit("/", 1)[0])
+        return report.summarize(stats, {"server": server_name, "workload": workload, "protocol": server.protocol,
+                                        "concurrency": args.concurrency, "body_bytes": len(body),
+                                        "batch_sizes": batch_histogram})
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _batch_histogram(base_url: str) -> dict | None:
+    try:
+        stats = httpx.get(base_url + "/v1/models/model/stats", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return stats.json().get("batch_sizes") if stats.status_code == 200 else None
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    out = [f"# hyperserve vs peers — {meta['date']} on {meta['host']}", "",
+           f"{meta['cpu']}, {meta['cores']} cores; each server pinned to CPU {meta['server_cpu']}, the load "
+           f"generator to CPU {meta['client_cpu']}; closed loop, {meta['concurrency']} connections, "
+           f"{meta['duration_s']} s after {meta['warmup_s']} s warm-up.", "", f"`{meta['command']}`", ""]
+    for workload in dict.fromkeys(r["workload"] for r in rows):
+        group = [r for r in rows if r["workload"] == workload]
+        base = next((r["requests_per_s"] for r in group if r["server"] == "hyperserve" and "error" not in r), None)
+        out += [f"## {workload}", "", "| server | protocol | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | "
+                "hyperserve is ×faster |", "|---|---|---|---|---|---|---|---|"]
+        for r in group:
+            if "error" in r:
+                out.append(f"| {r['server']} | | — | | | | | failed: {r['error']} |")
+                continue
+            lat = r["latency_ms"]
+            non_ok = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
+            ratio = f"{base / r['requests_per_s']:.1f}×" if base and r["requests_per_s"] else ""
+            out.append(f"| {r['server']} | {r['protocol']} | {r['requests_per_s']:,.0f} | {lat.get('p50', 0):.2f} | "
+                       f"{lat.get('p99', 0):.2f} | {lat.get('p99.9', 0):.2f} | {non_ok} | {ratio} |")
+        for r in group:
+            if r.get("batch_sizes"):
+                out += ["", f"{r['server']} batch sizes (instances per framework call: calls): "
+                        + ", ".join(f"{k}: {v}" for k, v in sorted(r["batch_sizes"].items(), key=lambda kv: int(kv[0])))]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", default="hyperserve,cpr,kserve,mlserver,bentoml,uvicorn-empty,nginx")
+    parser.add_argument("--workloads", default="W1,W2")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--server-cpu", default="0")
+    parser.add_argument("--client-cpu", default="1")
+    parser.add_argument("--ready-timeout", type=float, default=120.0)
+    parser.add_argument("--out", type=Path, default=None, help="results path without suffix")
+    args = parser.parse_args(argv)
+
+    os.sched_setaffinity(0, {int(c) for c in args.client_cpu.split(",")})
+    work = Path(tempfile.mkdtemp(prefix="hyperserve-peers-"))
+    rows = []
+    for workload in args.workloads.split(","):
+        model_dir, instances = WORKLOADS[workload](work / "models")
+        for name in args.servers.split(","):
+            server = SERVERS[name]
+            missing = server.available()
+            if missing:
+                rows.append({"server": name, "workload": workload, "error": missing})
+                print(f"{workload} {name}: skipped ({missing})")
+                continue
+            try:
+                row = measure(name, workload, model_dir, instances, args, work)
+            except Exception as err:  # a peer that fails is reported, not fatal to the comparison
+                row = {"server": name, "workload": workload, "error": f"{type(err).__name__}: {err}"}
+            rows.append(row)
+            print(f"{workload} {name}: " + (row.get("error") or f"{row['requests_per_s']:,.0f} req/s, "
+                                                               f"p99 {row['latency_ms'].get('p99')} ms"))
+    stamp = datetime.date.today().isoformat()
+    host = socket.gethostname()
+    meta = {"date": stamp, "host": host, "cpu": cpu_model(), "cores": os.cpu_count(),
+            "server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "concurrency": args.concurrency,
+            "duration_s": args.duration, "warmup_s": args.warmup, "work_dir": str(work),
+            "command": "python -m hyperserve.bench.peers.run " + " ".join(argv if argv is not None else
+                                                                          __import__("sys").argv[1:])}
+    out = args.out or RESULTS / f"{stamp}-{host}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(rows, meta))
+    for workload in dict.fromkeys(r["workload"] for r in rows):
+        ok = [r for r in rows if r["workload"] == workload and "error" not in r]
+        if ok:
+            report.plot_cdf(ok, out.with_name(f"{out.name}-{workload}-cdf.png"), label="server",
+                            title=f"{workload}: latency CDF (closed loop, {args.concurrency} connections)")
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""How each server under comparison starts, when it is ready, and what a workload sends it.
+
+Every server speaks its own protocol: Vertex `{"instances"}` for hyperserve and Google's CPR
+server, KServe v1 for KServe, Open Inference Protocol v2 for MLServer, BentoML's JSON API for
+BentoML. The two references (an empty uvicorn ASGI app, nginx with a fixed body) run no model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[2]
+VENVS = ROOT / "bench" / ".venvs"
+PEERS = Path(__file__).resolve().parent
+
+
+@dataclass
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    ready_url: str  # GET answers 200 once the server can serve
+    predict_url: str
+
+
+@dataclass
+class Server:
+    name: str
+    venv: str | None  # bench/.venvs/<venv>, installed by install.sh; None: this interpreter / system
+    protocol: str  # vertex | kserve-v1 | v2 | bentoml | any
+    launch: Callable[[Path, str, int, Path, str], Launch]  # (model dir, model name, port, work dir, kind)
+    takes_model: bool = True
+
+    def python(self) -> str:
+        if self.venv is None:
+            return sys.executable
+        return str(VENVS / self.venv / "bin" / "python")
+
+    def available(self) -> str | None:
+        """None when it can run here, else what is missing."""
+        if self.venv is not None and not Path(self.python()).exists():
+            return f"not installed: bash bench/peers/install.sh {self.venv}"
+        if self.name == "nginx" and shutil.which("nginx") is None:
+            return "not installed: bash bench/peers/install.sh nginx"
+        return None
+
+
+IMAGE_HANDLER = "hyperserve.bench.peers.image_model:MeanColourHandler"
+
+
+def _hyperserve(model_dir: Path, name: str, port: int, work: Path, kind: str, extra: tuple[str, ...] = ()) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    if kind == "image":
+        extra = (*extra, "--framework", IMAGE_HANDLER)
+    return Launch([sys.executable, "-m", "hyperserve.server", "serve", str(model_dir), "--host", "127.0.0.1",
+                   "--port", str(port), "--model-name", name, "--log-level", "warning", *extra], {}, ROOT,
+                  url + "/health", url + "/predict")
+
+
+def _cpr(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "AIP_HTTP_PORT": str(port), "AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/predict",
+        "AIP_STORAGE_URI": str(model_dir),
+        "PREDICTOR_MODULE": "google.cloud.aiplatform.prediction.sklearn.predictor",
+        "PREDICTOR_CLASS": "SklearnPredictor",
+        "HANDLER_MODULE": "google.cloud.aiplatform.prediction.handler", "HANDLER_CLASS": "PredictionHandler",
+    }
+    if kind == "image":
+        env.update(PREDICTOR_MODULE="image_cpr", PREDICTOR_CLASS="MeanColourPredictor", PYTHONPATH=str(PEERS))
+    argv = [str(VENVS / "cpr" / "bin" / "python"), "-m", "uvicorn", "--factory",
+            "google.cloud.aiplatform.prediction.model_server:CprModelServer",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning"]
+    return Launch(argv, env, work, url + "/health", url + "/predict")
+
+
+def _kserve(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    argv = [str(VENVS / "kserve" / "bin" / "python"), str(PEERS / "kserve_server.py"), "--model_name", name,
+            "--model_path", str(model_dir / "model.joblib"), "--http_port", str(port),
+            "--grpc_port", str(port + 1), "--kind", kind]
+    return Launch(argv, {}, work, f"{url}/v1/models/{name}", f"{url}/v1/models/{name}:predict")
+
+
+def _mlserver(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    model = work / name
+    model.mkdir(parents=True, exist_ok=True)
+    if kind == "image":
+        settings = {"name": name, "implementation": "image_mlserver.MeanColourModel"}
+    else:
+        shutil.copy(model_dir / "model.joblib", model / "model.joblib")
+        settings = {"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib"}}
+    (model / "model-settings.json").write_text(json.dumps(settings))
+    (work / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": port + 1, "metrics_port": port + 2, "host": "127.0.0.1"}))
+    argv = [str(VENVS / "mlserver" / "bin" / "mlserver"), "start", str(work)]
+    return Launch(argv, {"PYTHONPATH": str(PEERS)}, work, f"{url}/v2/models/{name}/ready", f"{url}/v2/models/{name}/infer")
+
+
+def _bentoml(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    service = "bentoml_service:ImageModel" if kind == "image" else "bentoml_service:Model"
+    argv = [str(VENVS / "bentoml" / "bin" / "bentoml"), "serve", service, "--port", str(port),
+            "--host", "127.0.0.1"]
+    env = {"BENCH_MODEL_PATH": str(model_dir / "model.joblib"), "BENTOML_HOME": str(work / "bentoml-home")}
+    return Launch(argv, env, PEERS, url + "/readyz", url + "/predict")
+
+
+def _uvicorn_empty(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(PEERS), "empty_asgi:app", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
+            "--http", "httptools"]
+    return Launch(argv, {}, ROOT, url + "/", url + "/predict")
+
+
+def _nginx(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    conf = work / "nginx.conf"
+    conf.write_text(f"""worker_processes 1;
+daemon off;
+error_log {work}/logs/error.log warn;
+pid {work}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type application/json; return 200 '{{"predictions":[0]}}'; }}
+  }}
+}}
+""")
+    return Launch([shutil.which("nginx") or "nginx", "-c", str(conf), "-p", str(work)], {}, work, url + "/",
+                  url + "/predict")
+
+
+SERVERS: dict[str, Server] = {s.name: s for s in [
+    Server("hyperserve", None, "vertex", _hyperserve),
+    Server("hyperserve-nobatch", None, "vertex",
+           lambda m, n, p, w, k: _hyperserve(m, n, p, w, k, ("--max-batch-size", "1"))),
+    Server("cpr", "cpr", "vertex", _cpr),
+    Server("kserve", "kserve", "kserve-v1", _kserve),
+    Server("mlserver", "mlserver", "v2", _mlserver),
+    Server("bentoml", "bentoml", "bentoml", _bentoml),
+    Server("uvicorn-empty", None, "any", _uvicorn_empty, takes_model=False),
+    Server("nginx", None, "any", _nginx, takes_model=False),
+]}
+
+
+def request_body(protocol: str, instances: list, dtype: str = "FP64") -> bytes:
+    """The same instances, written the way each protocol wants them."""
+    if protocol == "v2" and instances and isinstance(instances[0], dict):  # {"b64": ...} images as BYTES
+        return json.dumps({"inputs": [{"name": "image", "shape": [len(instances)], "datatype": "BYTES",
+                                       "data": [inst["b64"] for inst in instances]}]}).encode()
+    if protocol == "v2":
+        flat: list = []
+        for row in instances:
+            flat.extend(row)
+        return json.dumps({"inputs": [{"name": "predict", "shape": [len(instances), len(instances[0])],
+                                       "datatype": dtype, "data": flat}]}).encode()
+    return json.dumps({"instances": instances}).encode()
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
