@@ -64,6 +64,7 @@ def plot_cdf(rows: list[dict[str, Any]], path: Path, label: str = "run", title: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for row in rows:
@@ -71,6 +72,8 @@ def plot_cdf(rows: list[dict[str, Any]], path: Path, label: str = "run", title: 
         if cdf:
             ax.plot(list(cdf.values()), [float(p) for p in cdf], marker=".", label=str(row.get(label, "")))
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("percentile")
     ax.set_title(title)

@@ -19,7 +19,7 @@ for peer in "$@"; do
   case "$peer" in
     cpr)        venv cpr "google-cloud-aiplatform[prediction]==2.7.0" scikit-learn joblib uvicorn ;;
     kserve)     venv kserve "kserve==0.21.0" scikit-learn joblib ;;
-    mlserver)   venv mlserver "mlserver==1.7.1" "mlserver-sklearn==1.7.1" ;;
+    mlserver)   venv mlserver "mlserver==1.7.1" "mlserver-sklearn==1.7.1" "uvloop<0.22" ;;  # 1.7.1 fails on uvloop 0.22+
     bentoml)    venv bentoml "bentoml==1.4.30" scikit-learn joblib ;;
     torchserve) venv torchserve "torchserve==0.12.0" "torch-model-archiver==0.12.0" "torch==2.13.0" pyyaml ;;
     uvicorn)    venv uvicorn uvicorn uvloop httptools ;;

@@ -97,7 +97,8 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"not ready within {timeout}s ({url})")
 
 
-def measure(server_name: str, workload: str, model_dir: Path, instances: list, args, work: Path) -> dict:
+def measure(server_name: str, workload: str, model_dir: Path, instances: list, args, work: Path) -> list[dict]:
+    """One server on one workload, at each concurrency level; the server starts once."""
     server = SERVERS[server_name]
     port = free_port()
     launch = server.launch(model_dir, "model", port, work / f"{server_name}-{workload}", KINDS[workload])
@@ -113,15 +114,20 @@ def measure(server_name: str, workload: str, model_dir: Path, instances: list, a
             raise RuntimeError(f"predict answered {check.status_code}: {check.text[:300]}")
         target = loadgen.Target.parse(launch.predict_url)
         request = loadgen.build_request(target, "POST", body, {})
-        gen = loadgen.LoadGenerator(target, [request], concurrency=args.concurrency, duration=args.duration,
-                                    warmup=args.warmup)
-        stats = loadgen.run(gen)
-        batch_histogram = None
-        if server_name.startswith("hyperserve"):
-            batch_histogram = _batch_histogram(launch.ready_url.rsplit("/", 1)[0])
-        return report.summarize(stats, {"server": server_name, "workload": workload, "protocol": server.protocol,
-                                        "concurrency": args.concurrency, "body_bytes": len(body),
-                                        "batch_sizes": batch_histogram})
+        rows = []
+        for concurrency in args.levels:
+            before = _batch_histogram(launch.ready_url.rsplit("/", 1)[0]) if server_name.startswith("hyperserve") else None
+            gen = loadgen.LoadGenerator(target, [request], concurrency=concurrency, duration=args.duration,
+                                        warmup=args.warmup)
+            stats = loadgen.run(gen)
+            batches = None
+            if before is not None:
+                after = _batch_histogram(launch.ready_url.rsplit("/", 1)[0]) or {}
+                batches = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
+            rows.append(report.summarize(stats, {"server": server_name, "workload": workload,
+                                                 "protocol": server.protocol, "concurrency": concurrency,
+                                                 "body_bytes": len(body), "batch_sizes": batches}))
+        return rows
     finally:
         proc.terminate()
         try:
@@ -137,7 +143,7 @@ def _batch_histogram(base_url: str) -> dict | None:
         stats = httpx.get(base_url + "/v1/models/model/stats", timeout=5)
     except httpx.HTTPError:
         return None
-    return stats.json().get("batch_sizes") if stats.status_code == 200 else None
+    return stats.json().get("batch_sizes", {}) if stats.status_code == 200 else None
 
 
 def cpu_model() -> str:
@@ -147,10 +153,12 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def markdown(rows: list[dict], meta: dict) -> str:
+def markdown(all_rows: list[dict], meta: dict) -> str:
+    top = max(meta["concurrency"])
+    rows = [r for r in all_rows if "error" in r or r["concurrency"] == top]
     out = [f"# hyperserve vs peers — {meta['date']} on {meta['host']}", "",
            f"{meta['cpu']}, {meta['cores']} cores; each server pinned to CPU {meta['server_cpu']}, the load "
-           f"generator to CPU {meta['client_cpu']}; closed loop, {meta['concurrency']} connections, "
+           f"generator (hyperserve bench's engine) to CPU {meta['client_cpu']}; closed loop, {top} connections, "
            f"{meta['duration_s']} s after {meta['warmup_s']} s warm-up.", "", f"`{meta['command']}`", ""]
     for workload in dict.fromkeys(r["workload"] for r in rows):
         group = [r for r in rows if r["workload"] == workload]
@@ -170,6 +178,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
             if r.get("batch_sizes"):
                 out += ["", f"{r['server']} batch sizes (instances per framework call: calls): "
                         + ", ".join(f"{k}: {v}" for k, v in sorted(r["batch_sizes"].items(), key=lambda kv: int(kv[0])))]
+        sweep = [r for r in all_rows if r["workload"] == workload and "error" not in r]
+        levels = sorted({r["concurrency"] for r in sweep})
+        if len(levels) > 1:
+            out += ["", "req/s by concurrency:", "", "| server | " + " | ".join(map(str, levels)) + " |",
+                    "|---|" + "---|" * len(levels)]
+            for name in dict.fromkeys(r["server"] for r in sweep):
+                by_level = {r["concurrency"]: r["requests_per_s"] for r in sweep if r["server"] == name}
+                out.append(f"| {name} | " + " | ".join(f"{by_level.get(c, 0):,.0f}" for c in levels) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -180,12 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default="W1,W2")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", default="32", help="connections; a comma list runs a sweep")
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     parser.add_argument("--out", type=Path, default=None, help="results path without suffix")
     args = parser.parse_args(argv)
+    args.levels = [int(c) for c in str(args.concurrency).split(",")]
 
     os.sched_setaffinity(0, {int(c) for c in args.client_cpu.split(",")})
     work = Path(tempfile.mkdtemp(prefix="hyperserve-peers-"))
@@ -200,16 +217,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{workload} {name}: skipped ({missing})")
                 continue
             try:
-                row = measure(name, workload, model_dir, instances, args, work)
+                measured = measure(name, workload, model_dir, instances, args, work)
             except Exception as err:  # a peer that fails is reported, not fatal to the comparison
-                row = {"server": name, "workload": workload, "error": f"{type(err).__name__}: {err}"}
-            rows.append(row)
-            print(f"{workload} {name}: " + (row.get("error") or f"{row['requests_per_s']:,.0f} req/s, "
-                                                               f"p99 {row['latency_ms'].get('p99')} ms"))
+                measured = [{"server": name, "workload": workload, "error": f"{type(err).__name__}: {err}"}]
+            rows.extend(measured)
+            for row in measured:
+                print(f"{workload} {name} c={row.get('concurrency', '-')}: " + (
+                    row.get("error") or f"{row['requests_per_s']:,.0f} req/s, p99 {row['latency_ms'].get('p99')} ms"))
     stamp = datetime.date.today().isoformat()
     host = socket.gethostname()
     meta = {"date": stamp, "host": host, "cpu": cpu_model(), "cores": os.cpu_count(),
-            "server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "concurrency": args.concurrency,
+            "server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "concurrency": args.levels,
             "duration_s": args.duration, "warmup_s": args.warmup, "work_dir": str(work),
             "command": "python -m hyperserve.bench.peers.run " + " ".join(argv if argv is not None else
                                                                           __import__("sys").argv[1:])}
@@ -217,11 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(rows, meta))
+    top = max(args.levels)
     for workload in dict.fromkeys(r["workload"] for r in rows):
         ok = [r for r in rows if r["workload"] == workload and "error" not in r]
         if ok:
-            report.plot_cdf(ok, out.with_name(f"{out.name}-{workload}-cdf.png"), label="server",
-                            title=f"{workload}: latency CDF (closed loop, {args.concurrency} connections)")
+            report.plot_cdf([r for r in ok if r["concurrency"] == top], out.with_name(f"{out.name}-{workload}-cdf.png"),
+                            label="server", title=f"{workload}: latency CDF (closed loop, {top} connections)")
+        if len(args.levels) > 1 and ok:
+            report.plot_throughput(ok, out.with_name(f"{out.name}-{workload}-throughput.png"), series="server",
+                                   title=f"{workload}: throughput vs concurrency")
     print(out.with_suffix(".md").read_text())
     return 0
 
