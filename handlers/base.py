@@ -26,10 +26,13 @@ class Handler(abc.ABC):
     Class attributes tell the scheduler how to run it: ``releases_gil`` (framework compute runs
     outside the GIL, so threads scale) and ``batchable`` (requests may be concatenated along
     dimension 0). ``accepts_raw`` says whether bodies other than tensors reach ``predict``.
+    ``fork_safe`` lets a supervisor load the model once and fork workers that share its memory
+    copy-on-write; frameworks with thread pools (ONNX Runtime, OpenMP, torch) load in each worker.
     Detection: ``artifact_names`` are exact file names, ``artifact_suffixes`` file endings.
     """
 
     name: ClassVar[str] = ""
+    fork_safe: ClassVar[bool] = False  # a loaded model may be forked into worker processes
     releases_gil: ClassVar[bool] = True
     batchable: ClassVar[bool] = True
     accepts_raw: ClassVar[bool] = False

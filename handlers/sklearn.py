@@ -29,6 +29,7 @@ def load_pickled(artifact: Path) -> Any:
 
 class SklearnHandler(Handler):
     name = "sklearn"
+    fork_safe = True  # plain Python objects and numpy arrays
     releases_gil = False  # much of scikit-learn's per-call overhead is Python
     artifact_names = ("model.joblib", "model.pkl")
     artifact_suffixes = ()

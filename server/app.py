@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
@@ -63,6 +64,7 @@ class App:
         self.deployed_model_id = deployed_model_id
         self.request_timeout = request_timeout
         self.draining = False
+        self.cluster_ready: Callable[[], bool] | None = None  # with worker processes: are all ready?
         self._codec_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codec")
         self.routes: dict[str, dict[str, Endpoint]] = {}
         self._add("/live", "GET", self.live)
@@ -119,6 +121,8 @@ class App:
         for model in self.models:
             if not model.ready:
                 return Response.error(503, f"not ready: model '{model.name}' is {model.lifecycle.reason}")
+        if self.cluster_ready is not None and not self.cluster_ready():
+            return Response.error(503, "not ready: waiting for the other worker processes to load")
         return Response(200, _READY)
 
     def _model_status(self, request: Request, model: DeployedModel) -> Response:
@@ -139,7 +143,8 @@ class App:
         if runner is None:
             return Response.json({"name": model.name, "state": model.lifecycle.state.value})
         return Response.json({
-            "name": model.name, "state": model.lifecycle.state.value, "queued": len(runner.queue),
+            "name": model.name, "state": model.lifecycle.state.value, "worker_pid": os.getpid(),
+            "queued": len(runner.queue),
             "calls_in_flight": runner.busy, "batch_sizes": {str(k): v for k, v in sorted(runner.batch_sizes.items())},
         })
 

@@ -31,6 +31,8 @@ def _env(name: str) -> tuple[str, ...]:
 
 SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--host", _env("HOST"), "0.0.0.0", str, "address to bind"),
+    Option("--workers", _env("WORKERS"), 0, int,
+           "worker processes sharing the port (0: one per GPU when one is usable, else one per core)"),
     Option("--port", ("AIP_HTTP_PORT",) + _env("PORT"), 8080, int, "port to bind"),
     Option("--health-route", ("AIP_HEALTH_ROUTE",), "/health", str, "readiness route (Vertex AI)"),
     Option("--predict-route", ("AIP_PREDICT_ROUTE",), "/predict", str, "predict and rawPredict route (Vertex AI)"),

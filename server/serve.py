@@ -21,19 +21,19 @@ from .repository.models import ModelRepository, model_specs
 log = logging.getLogger("hyperserve")
 
 
-def _load_in_background(model: DeployedModel, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
-    """A daemon thread, so a load still running at shutdown never holds the process."""
+def in_background(fn, loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Future:
+    """Run ``fn`` in a daemon thread, so work still running at shutdown never holds the process."""
     future = loop.create_future()
 
     def run():
         try:
-            model.load()
+            fn()
         except BaseException as err:  # noqa: BLE001 - reported through the future
             loop.call_soon_threadsafe(lambda e=err: future.done() or future.set_exception(e))
         else:
             loop.call_soon_threadsafe(lambda: future.done() or future.set_result(None))
 
-    threading.Thread(target=run, name=f"load-{model.name}", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     return future
 
 
@@ -61,21 +61,31 @@ def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
     return app, repository, limits
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = False, slots=None,
+                index: int = 0) -> int:
+    """Serve until SIGTERM. In a worker, ``built`` comes from the supervisor (models possibly
+    preloaded), ``slots`` shares readiness with the other workers."""
     loop = asyncio.get_running_loop()
-    try:
-        app, models, limits = build(args)
-    except ServingError as err:
-        log.error("%s", err.message)
-        return 2
+    if built is None:
+        try:
+            built = build(args)
+        except ServingError as err:
+            log.error("%s", err.message)
+            return 2
+    app, models, limits = built
+    if slots is not None:
+        app.cluster_ready = slots.all_ready
     server = HttpServer(app, limits, loop)
-    port = await server.start(args.host, args.port)
-    log.info("listening on %s:%d (health %s, predict %s)", args.host, port, args.health_route, args.predict_route)
+    port = await server.start(args.host, args.port, reuse_port=reuse_port)
+    if slots is None:
+        log.info("listening on %s:%d (health %s, predict %s)", args.host, port, args.health_route, args.predict_route)
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loading = asyncio.gather(*(_load_in_background(model, loop) for model in models))
+    loading = asyncio.gather(*(
+        in_background(model.start_serving if model.handler is not None else model.load, loop, f"load-{model.name}")
+        for model in models))
     stopping = loop.create_task(stop.wait())
     await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
 
@@ -91,9 +101,13 @@ async def serve(args: argparse.Namespace) -> int:
             pass
         exit_code = 1
     else:
+        if slots is not None:
+            slots.set(index, True)
         await stop.wait()
         log.info("shutting down: health is 503, finishing in-flight requests (grace %.0fs)", args.grace_period)
 
+    if slots is not None:
+        slots.set(index, False)
     app.draining = True
     for model in models:
         model.lifecycle.fire("drain", "draining")
@@ -105,9 +119,18 @@ async def serve(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def run(args: argparse.Namespace) -> int:
+def run_loop(coro):
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a core dependency on Linux
-        return asyncio.run(serve(args))
-    return uvloop.run(serve(args))
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .workers import resolve_workers, supervise
+
+    workers = resolve_workers(args)
+    if workers == 1:
+        return run_loop(serve(args))
+    return supervise(args, workers)

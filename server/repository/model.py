@@ -100,26 +100,45 @@ class DeployedModel:
         self.runner: ModelRunner | None = None
         self.signature: Signature | None = None
         self.handler: Handler | None = None
+        self.artifact: Path | None = None
 
     def load(self) -> None:
-        """Blocking: download and load. Raises ServingError (or the framework's error) on failure."""
+        """Blocking: download, load, start serving. Raises on failure (and the lifecycle says why)."""
+        self.load_artifacts()
+        self.start_serving()
+
+    def fetch(self) -> None:
+        """Download the artifacts now and point the model at the local copy (a supervisor does
+        this once, so its workers do not each download)."""
+        self.uri = str(fetch(self.uri, self.cache_dir))
+
+    def load_artifacts(self) -> None:
+        """Fetch and load the handler (in a supervisor before forking, when the handler allows it)."""
         self.lifecycle.fire("load", "downloading and loading artifacts")
         try:
             loaded = load_handler(self.uri, framework=self.framework, config=self.handler_config,
                                   cache_dir=self.cache_dir)
-            handler = loaded.handler
-            self.framework = loaded.framework
-            self.signature = handler.signature()
+        except Exception as err:
+            self.lifecycle.fire("failed", f"load failed: {err}")
+            raise
+        self.handler = loaded.handler
+        self.framework = loaded.framework
+        self.signature = self.handler.signature()
+        self.artifact = loaded.artifact
+
+    def start_serving(self) -> None:
+        """Create the runner (threads never cross a fork), warm up, turn ready."""
+        try:
+            handler = self.handler
             threads = self.threads or (2 if handler.releases_gil else 1)
             self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue,
                                       max_batch_size=self.max_batch_size, max_queue_delay=self.max_queue_delay)
-            self.handler = handler
             warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
         except Exception as err:
             self.lifecycle.fire("failed", f"load failed: {err}")
             raise
         self.lifecycle.fire("loaded")
-        log.info("model '%s' ready: %s from %s", self.name, self.framework, loaded.artifact)
+        log.info("model '%s' ready: %s from %s", self.name, self.framework, self.artifact)
 
     @property
     def ready(self) -> bool:

@@ -16,6 +16,7 @@ from hyperserve.server.types import InferRequest, InferResponse, Signature, Tens
 
 class ControlledHandler(Handler):
     name = "controlled"
+    fork_safe = False  # loads in every worker, so a restarted worker is not ready at once
     releases_gil = True
     accepts_raw = True
 
@@ -37,6 +38,10 @@ class ControlledHandler(Handler):
         time.sleep(float(params.get("sleep", 0)))
         if "raise" in params:
             raise ValueError(params["raise"])
+        if "pid" in params:
+            import os
+
+            return InferResponse({"y": [os.getpid()] * request.batch_size})
         if request.raw is not None:
             return InferResponse({"y": [len(request.raw.data)]})
         return InferResponse({"y": request.inputs["x"].sum(axis=1)})
