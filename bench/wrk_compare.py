@@ -1,11 +1,10 @@
-"""Same-run wrk comparison of hyperserve and reference servers on one workload.
+"""The same comparison with wrk (a C load generator) as the client: hyperserve's 1-row iris
+predict and transport, next to an empty uvicorn ASGI app, same run, same pinning.
 
-Each server runs pinned to one core (--server-cpu), wrk to another (--client-cpu), one after the
-other, same request. Writes bench/results/<date>-<host>-<name>.json and .md.
+  python -m hyperserve.bench.wrk_compare --duration 10 --connections 32
 
-  python bench/wrk_compare.py --name iris-1row --duration 10 --connections 32
-
-Needs wrk (Debian package) and uvicorn (pip install uvicorn) for the empty-ASGI reference.
+Each server runs pinned to --server-cpu, wrk to --client-cpu. Writes
+bench/results/<date>-<host>-wrk-<name>.json and .md. Needs wrk (Debian package) and uvicorn.
 """
 
 from __future__ import annotations
@@ -14,48 +13,20 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+from .peers.run import RESULTS, build_w1, cpu_model, free_port, wait_ready
+from .peers.servers import SERVERS, python_env
 
-ROOT = Path(__file__).resolve().parent.parent
-IRIS_BODY = '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
-LUA = """wrk.method = "POST"
+POST_LUA = """wrk.method = "POST"
 wrk.body = '%s'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 def parse_wrk(text: str) -> dict:
@@ -70,85 +41,71 @@ def parse_wrk(text: str) -> dict:
             result[f"p{pct}_ms"] = round(to_ms(m.group(1)), 3)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     result["non_2xx"] = int(errors.group(1)) if errors else 0
-    sock = re.search(r"Socket errors: (.*)", text)
-    result["socket_errors"] = sock.group(1) if sock else ""
     return result
 
 
-def run_wrk(url: str, lua: Path, args) -> dict:
-    subprocess.run(["taskset", "-c", args.client_cpu, "wrk", "-t1", f"-c{args.connections}", "-d2s",
-                    "-s", str(lua), url], capture_output=True, check=True)  # warm-up
-    out = subprocess.run(["taskset", "-c", args.client_cpu, "wrk", "-t1", f"-c{args.connections}",
-                          f"-d{args.duration}s", "--latency", "-s", str(lua), url],
+def run_wrk(url: str, lua: Path | None, args) -> dict:
+    base = ["taskset", "-c", args.client_cpu, "wrk", "-t1", f"-c{args.connections}"]
+    script = ["-s", str(lua)] if lua else []
+    subprocess.run([*base, "-d2s", *script, url], capture_output=True, check=True)  # warm-up
+    out = subprocess.run([*base, f"-d{args.duration}s", "--latency", *script, url],
                          capture_output=True, text=True, check=True)
     return parse_wrk(out.stdout)
 
 
-def serve(cmd: list[str], env: dict, cpu: str) -> subprocess.Popen:
-    return subprocess.Popen(["taskset", "-c", cpu, *cmd], env={**os.environ, **env}, cwd=str(ROOT),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def measure(server_name: str, model_dir: Path, work: Path, runs: list[tuple[str, str, Path | None]], args) -> dict:
+    port = free_port()
+    launch = SERVERS[server_name].launch(model_dir, "model", port, work / server_name, "sklearn")
+    launch.cwd.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(["taskset", "-c", args.server_cpu, *launch.argv], cwd=str(launch.cwd),
+                            env={**python_env(), **launch.env}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(launch.ready_url, proc, 120)
+        base = launch.predict_url.rsplit("/", 1)[0]
+        return {label: run_wrk(base + path, lua, args) for label, path, lua in runs}
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="iris-1row")
-    parser.add_argument("--model", default=str(ROOT / "examples" / "iris"))
-    parser.add_argument("--body", default=IRIS_BODY)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
-    parser.add_argument("--hyperserve-args", default="", help="extra flags for hyperserve serve")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    lua = Path(tempfile.mkdtemp()) / "post.lua"
-    lua.write_text(LUA % args.body)
-    rows = {}
+    work = Path(tempfile.mkdtemp(prefix="hyperserve-wrk-"))
+    model_dir, instances = build_w1(work)
+    post = work / "post.lua"
+    post.write_text(POST_LUA % json.dumps({"instances": instances}))
+    rows = measure("hyperserve", model_dir, work, [("hyperserve predict", "/predict", post),
+                                                   ("hyperserve GET /live (transport only)", "/live", None)], args)
+    rows.update(measure("uvicorn-empty", model_dir, work, [("empty uvicorn ASGI app (no model)", "/predict", post)],
+                        args))
 
-    port = free_port()
-    proc = serve([sys.executable, "-m", "hyperserve.server", "serve", args.model, "--host", "127.0.0.1",
-                  "--port", str(port), *args.hyperserve_args.split()], {}, args.server_cpu)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/health")
-        rows["hyperserve predict"] = run_wrk(f"http://127.0.0.1:{port}/predict", lua, args)
-        rows["hyperserve GET /live (transport only)"] = run_wrk(f"http://127.0.0.1:{port}/live",
-                                                                 lua.with_name("get.lua"), args) \
-            if lua.with_name("get.lua").write_text('wrk.method = "GET"\n') else None
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-    port = free_port()
-    proc = serve([sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench" / "peers"), "empty_asgi:app",
-                  "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-                  "--loop", "uvloop", "--http", "httptools"], {}, args.server_cpu)
-    try:
-        time.sleep(1.5)
-        wait_ready(f"http://127.0.0.1:{port}/")
-        rows["empty uvicorn ASGI app (no model)"] = run_wrk(f"http://127.0.0.1:{port}/predict", lua, args)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-    stamp = datetime.date.today().isoformat()
-    host = socket.gethostname()
-    meta = {"date": stamp, "host": host, "cpu": cpu_model(), "cores": os.cpu_count(),
-            "server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "duration_s": args.duration,
-            "connections": args.connections, "body": args.body,
-            "command": "python bench/wrk_compare.py " + " ".join(sys.argv[1:])}
-    out = ROOT / "bench" / "results" / f"{stamp}-{host}-{args.name}"
+    stamp, host = datetime.date.today().isoformat(), socket.gethostname()
+    command = "python -m hyperserve.bench.wrk_compare " + " ".join(argv if argv is not None else sys.argv[1:])
+    meta = {"date": stamp, "host": host, "cpu": cpu_model(), "cores": os.cpu_count(), "server_cpu": args.server_cpu,
+            "client_cpu": args.client_cpu, "duration_s": args.duration, "connections": args.connections,
+            "command": command}
+    out = RESULTS / f"{stamp}-{host}-wrk-{args.name}"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     base = rows["hyperserve predict"]["requests_per_s"]
-    lines = [f"# {args.name} — {stamp}, {meta['cpu']} ({meta['cores']} cores), server on CPU {args.server_cpu}, "
-             f"wrk -t1 -c{args.connections} on CPU {args.client_cpu}, {args.duration}s", "",
-             f"`{meta['command']}`", "",
-             "| server | req/s | p50 ms | p90 ms | p99 ms | vs hyperserve predict |", "|---|---|---|---|---|---|"]
+    lines = [f"# {args.name} with wrk — {stamp}, {meta['cpu']} ({meta['cores']} cores), server on CPU "
+             f"{args.server_cpu}, wrk -t1 -c{args.connections} on CPU {args.client_cpu}, {args.duration}s", "",
+             f"`{command}`", "", "| server | req/s | p50 ms | p90 ms | p99 ms | vs hyperserve predict |",
+             "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['requests_per_s']:,.0f} | {r.get('p50_ms')} | {r.get('p90_ms')} | "
                      f"{r.get('p99_ms')} | {r['requests_per_s'] / base:.2f}× |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

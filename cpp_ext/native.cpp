@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "base64.h"
+#include "instances.h"
 
 namespace nb = nanobind;
 using hyperserve::B64Span;
@@ -69,6 +70,63 @@ size_t b64decoded_length(nb::handle src_obj) {
   return span.decoded;
 }
 
+template <typename T>
+nb::object numpy_from(std::vector<T>&& values, const std::vector<int64_t>& shape) {
+  auto* heap = new std::vector<T>(std::move(values));
+  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+  std::vector<size_t> dims(shape.begin(), shape.end());
+  return nb::cast(nb::ndarray<nb::numpy, T>(heap->data(), dims.size(), dims.data(), owner));
+}
+
+// Returns (array, {key: (start, end)} of the other top-level keys), or None to decline.
+nb::object decode_instances(nb::handle body_obj, int target_code, nb::object inner_shape_obj) {
+  BufferGuard guard;
+  Input body = as_input(body_obj, guard.view);
+  std::vector<int64_t> inner;
+  bool has_inner = !inner_shape_obj.is_none();
+  if (has_inner)
+    for (nb::handle d : inner_shape_obj) inner.push_back(nb::cast<int64_t>(d));
+  auto target = static_cast<hyperserve::Target>(target_code);
+  hyperserve::InstancesResult parsed;
+  {
+    const char* data = reinterpret_cast<const char*>(body.data);
+    if (body.size >= kReleaseGilBytes) {
+      nb::gil_scoped_release release;
+      parsed = hyperserve::parse_instances(data, body.size, target, inner, has_inner);
+    } else {
+      parsed = hyperserve::parse_instances(data, body.size, target, inner, has_inner);
+    }
+  }
+  if (!parsed.accepted) return nb::none();
+  nb::object array;
+  switch (target) {
+    case hyperserve::Target::Float32: {
+      std::vector<float> values(parsed.doubles.size());
+      for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(parsed.doubles[i]);
+      array = numpy_from(std::move(values), parsed.shape);
+      break;
+    }
+    case hyperserve::Target::Float64:
+      array = numpy_from(std::move(parsed.doubles), parsed.shape);
+      break;
+    case hyperserve::Target::Int64:
+      array = numpy_from(std::move(parsed.ints), parsed.shape);
+      break;
+    case hyperserve::Target::Int32: {
+      std::vector<int32_t> values(parsed.ints.begin(), parsed.ints.end());
+      array = numpy_from(std::move(values), parsed.shape);
+      break;
+    }
+    case hyperserve::Target::Infer:
+      array = parsed.any_float ? numpy_from(std::move(parsed.doubles), parsed.shape)
+                               : numpy_from(std::move(parsed.ints), parsed.shape);
+      break;
+  }
+  nb::dict spans;
+  for (auto& [key, span] : parsed.other_keys) spans[nb::str(key.c_str())] = nb::make_tuple(span.first, span.second);
+  return nb::make_tuple(array, spans);
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
@@ -77,6 +135,8 @@ NB_MODULE(_native, m) {
         "Decode strict standard base64 from any bytes-like object into new bytes.");
   m.def("b64decode_into", &b64decode_into, nb::arg("data"), nb::arg("out"),
         "Decode strict standard base64 into a writable uint8 array; returns the byte count.");
+  m.def("decode_instances", &decode_instances, nb::arg("body"), nb::arg("target"), nb::arg("inner_shape").none(),
+        "Fast path for {\"instances\": [[numbers]]}: (array, other key spans), or None to use the Python path.");
   m.def("b64decoded_length", &b64decoded_length, nb::arg("data"),
         "Length the data decodes to; raises ValueError on a bad length or padding.");
 }

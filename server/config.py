@@ -48,6 +48,8 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "framework calls in flight at once (0: 2 for frameworks that release the GIL, else 1)"),
     Option("--max-batch-size", _env("MAX_BATCH_SIZE"), 64, int,
            "most instances queued requests may put into one framework call (1: no batching)"),
+    Option("--preferred-batch-sizes", _env("PREFERRED_BATCH_SIZES"), "", str,
+           "comma-separated batch sizes to cut batches to when the queue can fill one (e.g. 8,16,32)"),
     Option("--max-queue-delay-us", _env("MAX_QUEUE_DELAY_US"), 0, int,
            "microseconds a partial batch may wait for more requests (0: adaptive, run as soon as a call is free)"),
     Option("--max-queue", _env("MAX_QUEUE"), 1024, int,

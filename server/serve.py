@@ -37,6 +37,21 @@ def in_background(fn, loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Fut
     return future
 
 
+def parse_sizes(value) -> tuple[int, ...]:
+    """"8,16,32" (flag) or [8, 16, 32] (config file) → (8, 16, 32)."""
+    if isinstance(value, (list, tuple)):
+        items = value
+    else:
+        items = [v for v in str(value or "").split(",") if v.strip()]
+    try:
+        sizes = tuple(int(v) for v in items)
+    except ValueError:
+        raise ServingError(f"preferred batch sizes must be integers, got {value!r}") from None
+    if any(size < 1 for size in sizes):
+        raise ServingError(f"preferred batch sizes must be positive, got {value!r}")
+    return sizes
+
+
 def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
     specs, default = model_specs(args)
     models = []
@@ -51,7 +66,8 @@ def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
             threads=spec.option(args, "model_threads"), max_queue=spec.option(args, "max_queue"),
             max_batch_size=spec.option(args, "max_batch_size"),
             max_queue_delay=spec.option(args, "max_queue_delay_us") / 1e6,
-            warmup_requests=spec.option(args, "warmup_requests"), warmup_file=spec.option(args, "warmup_file")))
+            warmup_requests=spec.option(args, "warmup_requests"), warmup_file=spec.option(args, "warmup_file"),
+            preferred_batch_sizes=parse_sizes(spec.option(args, "preferred_batch_sizes"))))
     repository = ModelRepository(models, default)
     app = App(repository, health_route=args.health_route, predict_route=args.predict_route,
               deployed_model_id=os.environ.get("AIP_DEPLOYED_MODEL_ID", ""), request_timeout=args.request_timeout)
@@ -61,17 +77,23 @@ def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
     return app, repository, limits
 
 
+def build_or_report(args: argparse.Namespace):
+    """build(), or None after logging why the model list is unusable (the caller exits 2)."""
+    try:
+        return build(args)
+    except ServingError as err:
+        log.error("%s", err.message)
+        return None
+
+
 async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = False, slots=None,
                 index: int = 0) -> int:
     """Serve until SIGTERM. In a worker, ``built`` comes from the supervisor (models possibly
     preloaded), ``slots`` shares readiness with the other workers."""
     loop = asyncio.get_running_loop()
+    built = built or build_or_report(args)
     if built is None:
-        try:
-            built = build(args)
-        except ServingError as err:
-            log.error("%s", err.message)
-            return 2
+        return 2
     app, models, limits = built
     if slots is not None:
         app.cluster_ready = slots.all_ready

@@ -19,7 +19,6 @@ import os
 import signal
 import time
 
-from .errors import ServingError
 from .http import HttpServer
 
 log = logging.getLogger("hyperserve.workers")
@@ -113,15 +112,13 @@ def _worker_main(args, built, slots: WorkerSlots, index: int) -> int:
 
 
 def supervise(args: argparse.Namespace, workers: int) -> int:
-    from .serve import build, run_loop
+    from .serve import build_or_report, run_loop
 
     args.workers_resolved = workers
     if args.intra_op_threads == 0:  # share the cores between the workers' framework threads
         args.intra_op_threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    try:
-        built = build(args)
-    except ServingError as err:
-        log.error("%s", err.message)
+    built = build_or_report(args)
+    if built is None:
         return 2
     app, models, limits = built
     code = run_loop(_prepare(args, app, models, limits))

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from ..errors import InvalidInput
+from ..native import native
 from ..types import InferRequest, InferResponse, Signature, TensorSpec
 from .tensors import json_type, to_array
 
@@ -42,7 +43,11 @@ def parse_json(body: bytes | memoryview) -> Any:
 
 
 def parse_predict_body(body: bytes | memoryview) -> PredictBody:
-    doc = parse_json(body)
+    return _envelope(parse_json(body))
+
+
+def _envelope(doc: Any) -> PredictBody:
+    """Check the top level of a predict body (the rules and messages of both paths)."""
     if not isinstance(doc, dict):
         raise InvalidInput(f"request body must be a JSON object with 'instances', got {json_type(doc)}")
     has_instances, has_inputs = "instances" in doc, "inputs" in doc
@@ -67,8 +72,44 @@ def parse_predict_body(body: bytes | memoryview) -> PredictBody:
     return PredictBody(doc["inputs"], COLUMNAR, parameters, signature_name)
 
 
+_NATIVE_TARGETS = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int64): 3, np.dtype(np.int32): 4}
+
+
+def _decode_native(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str] | None:
+    """The C++ fast path for one numeric input in row format; None hands the body to Python,
+    which then gives the same result or names the error."""
+    if native is None or len(signature.inputs) != 1:
+        return None
+    spec = signature.inputs[0]
+    target = 0 if spec.dtype is None else _NATIVE_TARGETS.get(spec.dtype)
+    if target is None:
+        return None
+    decoded = native.decode_instances(body, target, None if spec.shape is None else list(spec.shape[1:]))
+    if decoded is None:
+        return None
+    array, spans = decoded
+    if "inputs" in spans:
+        return None
+    doc = {key: parse_json(body[start:end]) for key, (start, end) in spans.items()}
+    doc["instances"] = _PLACEHOLDER
+    parsed = _envelope(doc)
+    request = InferRequest(inputs={spec.name: array}, batch_size=array.shape[0], parameters=parsed.parameters)
+    return request, ROW
+
+
+_PLACEHOLDER = [None]  # stands in for the instances the native path already decoded
+
+
 def decode_predict_request(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
     """Bytes → InferRequest whose inputs follow the signature; also returns the format."""
+    fast = _decode_native(body, signature)
+    if fast is not None:
+        return fast
+    return decode_predict_request_py(body, signature)
+
+
+def decode_predict_request_py(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
+    """The pure-Python path: the reference the native fast path must agree with."""
     parsed = parse_predict_body(body)
     # Without a `true`/`false` token anywhere in the body no value can be a boolean (cheap and exact).
     raw = body if isinstance(body, bytes) else bytes(body)

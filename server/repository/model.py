@@ -83,8 +83,9 @@ class DeployedModel:
     def __init__(self, name: str, uri: str, *, framework: str, handler_config: HandlerConfig,
                  cache_dir: Path, threads: int, max_queue: int, max_batch_size: int = 64,
                  max_queue_delay: float = 0.0, version: str = "1", warmup_requests: int = 0,
-                 warmup_file: str = ""):
+                 warmup_file: str = "", preferred_batch_sizes: tuple[int, ...] = ()):
         self.name = name
+        self.preferred_batch_sizes = preferred_batch_sizes
         self.warmup_requests = warmup_requests
         self.warmup_file = warmup_file
         self.version = version
@@ -132,7 +133,8 @@ class DeployedModel:
             handler = self.handler
             threads = self.threads or (2 if handler.releases_gil else 1)
             self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue,
-                                      max_batch_size=self.max_batch_size, max_queue_delay=self.max_queue_delay)
+                                      max_batch_size=self.max_batch_size, max_queue_delay=self.max_queue_delay,
+                                      preferred_batch_sizes=self.preferred_batch_sizes)
             warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
         except Exception as err:
             self.lifecycle.fire("failed", f"load failed: {err}")

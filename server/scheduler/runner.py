@@ -36,12 +36,15 @@ def _rows(value) -> int | None:
 
 class ModelRunner:
     def __init__(self, handler, *, name: str, threads: int, max_queue: int, max_batch_size: int = 64,
-                 max_queue_delay: float = 0.0):
+                 max_queue_delay: float = 0.0, preferred_batch_sizes: tuple[int, ...] = ()):
         self.handler = handler
         self.name = name
         self.max_queue = max_queue
         self.max_batch_size = max_batch_size if handler.batchable else 1
         self.max_queue_delay = max_queue_delay
+        # Batch sizes the model runs best at (e.g. compiled shapes); a batch is cut to the largest
+        # one the queue can fill, and a queue delay ends as soon as one is reached.
+        self.preferred = tuple(sorted(p for p in preferred_batch_sizes if 0 < p <= self.max_batch_size))
         self.slots = max(1, threads)
         self.busy = 0
         self.queue: deque[tuple[InferRequest, asyncio.Future]] = deque()
@@ -82,7 +85,7 @@ class ModelRunner:
         while self.busy < self.slots and queue:
             if self._should_wait():
                 return
-            batch = take_batch(queue, self.max_batch_size)
+            batch = take_batch(queue, self._batch_limit())
             now = time.monotonic()
             live = []
             for request, future in batch:
@@ -102,6 +105,13 @@ class ModelRunner:
             job.add_done_callback(lambda done, items=live, rows=rows: self._loop.call_soon_threadsafe(
                 self._finish, items, done, rows))
 
+    def _batch_limit(self) -> int:
+        if not self.preferred:
+            return self.max_batch_size
+        rows = sum(r.batch_size for r, _ in self.queue)
+        fitting = [p for p in self.preferred if p <= rows]
+        return fitting[-1] if fitting else self.max_batch_size
+
     def _should_wait(self) -> bool:
         """Hold a partial batch for partners: up to ``max_queue_delay`` when one is set; in
         adaptive mode only while recent calls were much fuller than the queue (high load), for
@@ -109,7 +119,7 @@ class ModelRunner:
         if self.max_batch_size <= 1:
             return False
         rows = sum(r.batch_size for r, _ in self.queue)
-        if rows >= self.max_batch_size:
+        if rows >= self.max_batch_size or (self.preferred and rows >= self.preferred[0]):
             return False
         if self.max_queue_delay > 0:
             delay = self.max_queue_delay

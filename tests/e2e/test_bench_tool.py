@@ -8,40 +8,24 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
-import uvloop
 
 from hyperserve.bench import loadgen, report
-from hyperserve.server.http import HttpServer, Limits, Response
+from hyperserve.server.http import Response
 from tests.conftest import ROOT
+from tests.helpers.http_stub import ServerThread
 
 pytestmark = pytest.mark.e2e
 
 
-class StubServer:
+class StubServer(ServerThread):
     """A tiny hyperserve transport whose route can stall, answer errors, or count requests."""
 
     def __init__(self, route):
-        self.loop = uvloop.new_event_loop()
-        self.server = HttpServer(route, Limits(), self.loop)
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-            self.port = self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
-            ready.set()
-            self.loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
-        self.url = f"http://127.0.0.1:{self.port}/x"
-
-    def stop(self):
-        asyncio.run_coroutine_threadsafe(self.server.shutdown(1), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        super().__init__(route)
+        self.url += "/x"
 
 
 def run_gen(url: str, **kwargs) -> loadgen.RunStats:

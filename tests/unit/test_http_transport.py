@@ -13,9 +13,9 @@ import urllib.request
 
 import httpx
 import pytest
-import uvloop
 
-from hyperserve.server.http import HttpServer, Limits, Request, Response
+from hyperserve.server.http import Limits, Request, Response
+from tests.helpers.http_stub import ServerThread
 
 
 def echo_app(request: Request):
@@ -35,40 +35,11 @@ def echo_app(request: Request):
     })
 
 
-class ServerThread:
-    def __init__(self, limits: Limits):
-        self.loop = uvloop.new_event_loop()
-        self.server = HttpServer(echo_app, limits, self.loop)
-        self.port = None
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-            self.port = self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def connect(self) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        return sock
-
-    def stop(self):
-        fut = asyncio.run_coroutine_threadsafe(self.server.shutdown(1.0), self.loop)
-        fut.result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
 @pytest.fixture
 def http_server(request):
     limits = getattr(request, "param", None) or Limits(max_body_bytes=1024 * 1024, max_header_bytes=4096,
                                                        header_timeout=1.0, body_timeout=1.0, keepalive_timeout=1.0)
-    server = ServerThread(limits)
+    server = ServerThread(echo_app, limits)
     yield server
     server.stop()
 

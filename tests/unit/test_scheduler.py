@@ -208,3 +208,19 @@ def test_cancelled_requests_are_skipped():
 
     run(go())
     assert handler.calls == [1]
+
+
+def test_preferred_batch_sizes_cut_batches():
+    handler = RecordingHandler(delay=0.05)
+
+    async def go():
+        runner = ModelRunner(handler, name="m", threads=1, max_queue=100, max_batch_size=16,
+                             preferred_batch_sizes=(4, 8))
+        first = asyncio.ensure_future(runner.infer(req(0)))
+        await asyncio.sleep(0.01)  # the model is busy; eleven requests queue up behind it
+        rest = [asyncio.ensure_future(runner.infer(req(i))) for i in range(1, 12)]
+        await asyncio.gather(first, *rest)
+        runner.close()
+
+    run(go())
+    assert handler.calls[:3] == [1, 8, 3]  # 11 queued: a preferred 8, then the remaining 3

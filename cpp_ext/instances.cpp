@@ -1,0 +1,290 @@
+#include "instances.h"
+
+#include <charconv>
+#include <cstring>
+
+namespace hyperserve {
+namespace {
+
+constexpr int kMaxDepth = 32;             // deeper bodies go to the Python path
+
+// Exact powers of ten as doubles (10^0 .. 10^22 are all representable). Clinger's fast path:
+// with a mantissa below 2^53 (15 digits) and |exponent| <= 22 both operands are exact doubles,
+// so one IEEE multiply or divide gives the correctly rounded result.
+constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                             1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+constexpr int64_t kExactInt = 1LL << 53;  // beyond this an int's double is not exact
+
+struct Decline {};  // thrown to hand the body to the Python path
+
+class Parser {
+ public:
+  Parser(const char* data, size_t size, InstancesResult& out) : begin_(data), p_(data), end_(data + size), out_(out) {
+    out_.doubles.reserve(size / 4);  // at most one number per two bytes; most bodies use 4 or more
+  }
+
+  void document() {
+    ws();
+    expect('{');
+    ws();
+    bool seen_instances = false;
+    if (peek() != '}') {
+      for (;;) {
+        ws();
+        std::string key = key_string();
+        ws();
+        expect(':');
+        ws();
+        if (key == "instances") {
+          if (seen_instances) throw Decline{};  // duplicate keys: the Python path decides
+          seen_instances = true;
+          if (peek() != '[') throw Decline{};
+          array(0);
+        } else {
+          const char* start = p_;
+          skip_value(0);
+          out_.other_keys.push_back({key, {static_cast<size_t>(start - begin_), static_cast<size_t>(p_ - begin_)}});
+        }
+        ws();
+        if (peek() == ',') {
+          ++p_;
+          continue;
+        }
+        break;
+      }
+    }
+    expect('}');
+    ws();
+    if (p_ != end_ || !seen_instances) throw Decline{};
+  }
+
+ private:
+  const char* begin_;
+  const char* p_;
+  const char* end_;
+  InstancesResult& out_;
+  int leaf_depth_ = -1;
+
+  char peek() const { return p_ < end_ ? *p_ : '\0'; }
+  void expect(char c) {
+    if (peek() != c) throw Decline{};
+    ++p_;
+  }
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+
+  std::string key_string() {
+    expect('"');
+    const char* start = p_;
+    while (p_ < end_ && *p_ != '"') {
+      unsigned char c = static_cast<unsigned char>(*p_);
+      if (c == '\\' || c < 0x20 || c >= 0x80) throw Decline{};
+      ++p_;
+    }
+    std::string key(start, p_);
+    expect('"');
+    return key;
+  }
+
+  void skip_string() {
+    expect('"');
+    while (p_ < end_ && *p_ != '"') {
+      unsigned char c = static_cast<unsigned char>(*p_);
+      if (c < 0x20 || c >= 0x80) throw Decline{};
+      if (c == '\\') {
+        ++p_;
+        if (p_ >= end_) throw Decline{};
+      }
+      ++p_;
+    }
+    expect('"');
+  }
+
+  void skip_value(int depth) {
+    if (depth > kMaxDepth) throw Decline{};
+    ws();
+    char c = peek();
+    if (c == '"') {
+      skip_string();
+    } else if (c == '{' || c == '[') {
+      char close = c == '{' ? '}' : ']';
+      ++p_;
+      ws();
+      if (peek() == close) {
+        ++p_;
+        return;
+      }
+      for (;;) {
+        ws();
+        if (close == '}') {
+          skip_string();
+          ws();
+          expect(':');
+        }
+        skip_value(depth + 1);
+        ws();
+        if (peek() == ',') {
+          ++p_;
+          continue;
+        }
+        expect(close);
+        return;
+      }
+    } else if (c == 't' || c == 'f' || c == 'n') {
+      const char* word = c == 't' ? "true" : c == 'f' ? "false" : "null";
+      size_t len = std::strlen(word);
+      if (static_cast<size_t>(end_ - p_) < len || std::memcmp(p_, word, len) != 0) throw Decline{};
+      p_ += len;
+    } else {
+      number(/*record=*/false);
+    }
+  }
+
+  // Inner arrays finish before outer ones, so dims are indexed by depth (-2: not seen yet).
+  void dim(int depth, int64_t length) {
+    auto& shape = out_.shape;
+    if (shape.size() <= static_cast<size_t>(depth)) shape.resize(depth + 1, -2);
+    if (shape[depth] == -2) {
+      shape[depth] = length;
+    } else if (shape[depth] != length) {
+      throw Decline{};  // ragged: the Python path names where
+    }
+  }
+
+  void array(int depth) {
+    if (depth > kMaxDepth) throw Decline{};
+    expect('[');
+    ws();
+    int64_t count = 0;
+    if (peek() == ']') throw Decline{};  // empty arrays: the Python path's rules and errors
+    for (;;) {
+      ws();
+      if (peek() == '[') {
+        if (leaf_depth_ != -1 && leaf_depth_ <= depth + 1) throw Decline{};  // a scalar's sibling is an array
+        array(depth + 1);
+      } else {
+        if (leaf_depth_ == -1) leaf_depth_ = depth + 1;
+        if (leaf_depth_ != depth + 1) throw Decline{};
+        number(/*record=*/true);
+      }
+      ++count;
+      ws();
+      if (peek() == ',') {
+        ++p_;
+        continue;
+      }
+      expect(']');
+      break;
+    }
+    dim(depth, count);
+  }
+
+  // Strict JSON number grammar, checked and converted in one pass: the digits build the
+  // mantissa for Clinger's fast path; only numbers it cannot take go to std::from_chars.
+  void number(bool record) {
+    const char* start = p_;
+    const char* end = end_;
+    const char* p = p_;
+    bool negative = false;
+    if (p < end && *p == '-') {
+      negative = true;
+      ++p;
+    }
+    uint64_t mantissa = 0;
+    int digits = 0, exponent = 0;
+    if (p < end && *p == '0') {
+      ++p;
+    } else if (p < end && *p >= '1' && *p <= '9') {
+      for (; p < end && *p >= '0' && *p <= '9'; ++p) {
+        mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
+        ++digits;
+      }
+    } else {
+      throw Decline{};
+    }
+    int int_digits = digits;
+    bool is_float = false;
+    if (p < end && *p == '.') {
+      ++p;
+      if (!(p < end && *p >= '0' && *p <= '9')) throw Decline{};
+      for (; p < end && *p >= '0' && *p <= '9'; ++p) {
+        if (mantissa == 0 && *p == '0') {
+          --exponent;
+          continue;
+        }
+        mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
+        --exponent;
+        ++digits;
+      }
+      is_float = true;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+      ++p;
+      bool exp_negative = false;
+      if (p < end && (*p == '+' || *p == '-')) exp_negative = *p++ == '-';
+      if (!(p < end && *p >= '0' && *p <= '9')) throw Decline{};
+      int e = 0;
+      for (; p < end && *p >= '0' && *p <= '9'; ++p)
+        if (e < 100000) e = e * 10 + (*p - '0');
+      exponent += exp_negative ? -e : e;
+      is_float = true;
+    }
+    p_ = p;
+    if (!record) return;
+    if (!is_float) {
+      if (int_digits > 16 || mantissa > static_cast<uint64_t>(kExactInt)) throw Decline{};  // may exceed 2^53
+      int64_t value = negative ? -static_cast<int64_t>(mantissa) : static_cast<int64_t>(mantissa);
+      out_.doubles.push_back(static_cast<double>(value));
+      if (!out_.any_float) out_.ints.push_back(value);
+      return;
+    }
+    double value;
+    if (digits <= 15 && exponent >= -22 && exponent <= 22) {
+      value = static_cast<double>(mantissa);
+      if (exponent < 0) value /= kPow10[-exponent];
+      else if (exponent > 0) value *= kPow10[exponent];
+      if (negative) value = -value;
+    } else {
+      auto res = std::from_chars(start, p, value);
+      if (res.ec != std::errc() || res.ptr != p) throw Decline{};  // overflow: the Python path decides
+    }
+    if (!out_.any_float) {
+      out_.any_float = true;
+      out_.ints.clear();
+      out_.ints.shrink_to_fit();
+    }
+    out_.doubles.push_back(value);
+  }
+};
+
+}  // namespace
+
+InstancesResult parse_instances(const char* data, size_t size, Target target,
+                                const std::vector<int64_t>& inner_shape, bool has_inner_shape) {
+  InstancesResult out;
+  try {
+    Parser(data, size, out).document();
+  } catch (const Decline&) {
+    return InstancesResult{};
+  }
+  if (out.shape.empty() || out.shape[0] <= 0) return InstancesResult{};
+  for (int64_t d : out.shape)
+    if (d < 0) return InstancesResult{};
+  if (out.doubles.empty()) return InstancesResult{};
+  if ((target == Target::Int64 || target == Target::Int32) && out.any_float) return InstancesResult{};
+  if (target == Target::Int32) {
+    for (int64_t v : out.ints)
+      if (v < INT32_MIN || v > INT32_MAX) return InstancesResult{};
+  }
+  if (has_inner_shape) {
+    if (inner_shape.size() + 1 != out.shape.size()) return InstancesResult{};
+    for (size_t i = 0; i < inner_shape.size(); ++i)
+      if (inner_shape[i] != -1 && inner_shape[i] != out.shape[i + 1]) return InstancesResult{};
+  }
+  out.accepted = true;
+  return out;
+}
+
+}  // namespace hyperserve

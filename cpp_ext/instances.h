@@ -1,0 +1,32 @@
+// Fast path for the common predict body: {"instances": [[n, n, ...], ...], ...other keys}.
+//
+// It only *accepts*: numbers in regular nested arrays, a top-level object, ASCII-only text, no
+// duplicate "instances". Anything else (booleans, nulls, strings among the numbers, ragged
+// arrays, escapes in keys, non-ASCII bytes, integers beyond ±2^53, a shape the signature does
+// not take) makes it decline, and the caller runs the pure-Python path, which then produces the
+// result or the error. So both paths agree by construction on everything this one accepts.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hyperserve {
+
+enum class Target { Infer = 0, Float32 = 1, Float64 = 2, Int64 = 3, Int32 = 4 };
+
+struct InstancesResult {
+  bool accepted = false;
+  bool any_float = false;             // some number had a fraction or exponent
+  std::vector<int64_t> shape;         // batch first
+  std::vector<double> doubles;        // every number, as a double
+  std::vector<int64_t> ints;          // every number, while all are integers
+  std::vector<std::pair<std::string, std::pair<size_t, size_t>>> other_keys;  // key → value span
+};
+
+// inner_shape: the signature's per-instance dims (-1: any); has_inner_shape false: any shape.
+InstancesResult parse_instances(const char* data, size_t size, Target target,
+                                const std::vector<int64_t>& inner_shape, bool has_inner_shape);
+
+}  // namespace hyperserve

@@ -1,0 +1,125 @@
+"""The native instances decoder and the pure-Python path agree on every body: same arrays
+(dtype, shape, bits), same parameters, or the same 400 message."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hyperserve.server.codecs import vertex_json
+from hyperserve.server.errors import InvalidInput
+from hyperserve.server.native import native
+from hyperserve.server.types import Signature, TensorSpec
+
+pytestmark = pytest.mark.skipif(native is None, reason="needs the compiled hyperserve._native extension "
+                                                       "(built by pip install; HYPERSERVE_NO_NATIVE=1 disables it)")
+
+DTYPES = [None, np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int32)]
+
+numbers = st.one_of(
+    st.integers(-(2**31), 2**31),
+    st.integers(-(2**62), 2**62),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-1e6, 1e6).map(lambda f: round(f, 4)),
+)
+leaves = st.one_of(numbers, numbers, numbers, st.booleans(), st.none(), st.text(max_size=3),
+                   st.just({"b64": "AAAA"}))
+
+
+@st.composite
+def instances(draw):
+    depth = draw(st.integers(1, 3))
+    shape = [draw(st.integers(1, 4)) for _ in range(depth)]
+
+    def build(level):
+        if level == depth:
+            return draw(leaves) if draw(st.integers(0, 20)) == 0 else draw(numbers)
+        n = shape[level] if draw(st.integers(0, 15)) else draw(st.integers(0, 5))  # sometimes ragged
+        return [build(level + 1) for _ in range(n)]
+
+    return [build(1) for _ in range(shape[0])]
+
+
+@st.composite
+def bodies(draw):
+    doc = {}
+    keys = draw(st.permutations(["instances", "parameters", "signature_name", "extra", "inputs"]))
+    for key in keys:
+        include = draw(st.integers(0, 3))
+        if key == "instances" and include:
+            doc[key] = draw(instances())
+        elif key == "parameters" and include == 1:
+            doc[key] = draw(st.one_of(st.dictionaries(st.text(max_size=3), numbers, max_size=2), numbers))
+        elif key == "signature_name" and include == 1:
+            doc[key] = draw(st.one_of(st.text(max_size=4), numbers))
+        elif key == "extra" and include == 1:
+            doc[key] = draw(st.one_of(st.lists(numbers, max_size=3), st.text(max_size=4)))
+        elif key == "inputs" and include == 1 and draw(st.booleans()):
+            doc[key] = [[1, 2]]
+    text = json.dumps(doc, separators=draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")])))
+    mutation = draw(st.integers(0, 12))
+    if mutation == 0 and text:
+        i = draw(st.integers(0, len(text) - 1))
+        text = text[:i] + draw(st.sampled_from(["", "]", "[", ",", "x", "\u00e9", "1e999", '"'])) + text[i + 1:]
+    elif mutation == 1:
+        text = text.replace('"instances"', '"instances": [[1]], "instances"', 1)  # a duplicate key
+    return text.encode()
+
+
+@st.composite
+def signatures(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    inner = draw(st.one_of(st.none(), st.lists(st.sampled_from([-1, 1, 2, 3, 4]), max_size=2)))
+    shape = None if inner is None else (-1, *inner)
+    return Signature((TensorSpec("x", dtype, shape),), (TensorSpec("y"),))
+
+
+def outcome(fn, body, signature):
+    try:
+        request, fmt = fn(body, signature)
+    except InvalidInput as err:
+        return ("error", err.message)
+    value = request.inputs["x"]
+    if isinstance(value, np.ndarray):
+        value = (str(value.dtype), value.shape, value.tobytes() if value.dtype != object else value.tolist())
+    return ("ok", fmt, request.batch_size, json.dumps(request.parameters, sort_keys=True, default=str), value)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(bodies(), signatures())
+def test_native_and_python_paths_agree(body, signature):
+    assert outcome(vertex_json.decode_predict_request, body, signature) == outcome(
+        vertex_json.decode_predict_request_py, body, signature)
+
+
+def test_the_fast_path_takes_the_common_bodies():
+    sig = Signature((TensorSpec("x", np.dtype(np.float32), (-1, 4)),), (TensorSpec("y"),))
+    body = b'{"instances": [[5.1, 3.5, 1.4, 0.2], [1, 2, 3, 4]], "parameters": {"k": [1, true]}}'
+    array, spans = native.decode_instances(body, 1, [4])
+    assert array.dtype == np.float32 and array.tolist() == np.float32([[5.1, 3.5, 1.4, 0.2], [1, 2, 3, 4]]).tolist()
+    assert json.loads(body[slice(*spans["parameters"])]) == {"k": [1, True]}
+    big = json.dumps({"instances": np.random.default_rng(0).random((64, 784)).round(6).tolist()}).encode()
+    array, _ = native.decode_instances(big, 1, [784])
+    assert array.shape == (64, 784)
+    for declined in [b'{"instances": [[1, true]]}', b'{"instances": [[1], [2, 3]]}', b'{"instances": []}',
+                     b'{"instances": [[1.5]]}' if False else b'{"instances": [["a"]]}',
+                     b'{"instances": [[9007199254740993]]}', b'{"instances": [[1]], "instances": [[2]]}',
+                     b'{"instances": [[NaN]]}', b'[1]', b'{"instances": [[1]]} x']:
+        assert native.decode_instances(declined, 1, None) is None, declined
+    assert native.decode_instances(b'{"instances": [[1.5]]}', 3, None) is None  # a float for an int input
+
+
+def test_exactness_of_floats_and_ints():
+    values = [0.1, 1e-45, 3.4028235e38, 1e308, -0.0, 123456789.123456789, 2**53, -(2**53), 16777217]
+    body = json.dumps({"instances": [[v] for v in values]}).encode()
+    for target, dtype in [(1, np.float32), (2, np.float64), (0, None)]:
+        sig = Signature((TensorSpec("x", None if dtype is None else np.dtype(dtype), (-1, 1)),), (TensorSpec("y"),))
+        fast = vertex_json.decode_predict_request(body, sig)[0].inputs["x"]
+        slow = vertex_json.decode_predict_request_py(body, sig)[0].inputs["x"]
+        assert fast.dtype == slow.dtype and fast.tobytes() == slow.tobytes()
+    assert math.copysign(1, vertex_json.decode_predict_request(body, sig)[0].inputs["x"][4, 0]) == -1
