@@ -9,8 +9,8 @@ hyperserve, and a latency CDF per workload. Peers are installed by bench/peers/i
 
 Workloads: W1 one iris row to a scikit-learn LogisticRegression; W2 64×784 instances to a
 scikit-learn MLPClassifier (784-64-10); W3 one 224×224×3 image as {"b64": ...} to a mean-colour
-model written natively for each server (bench/peers/image_*.py). W4 (a TorchScript archive,
-TorchServe against hyperserve) comes with the PyTorch handler.
+model written natively for each server (bench/peers/image_*.py); W4 one iris row to a TorchScript
+4-8-3 MLP in a TorchServe archive (TorchServe now; hyperserve with its TorchServe archive handler).
 """
 
 from __future__ import annotations
@@ -73,8 +73,20 @@ def build_w3(work: Path) -> tuple[Path, list]:
     return model_dir, [{"b64": base64.b64encode(image).decode()}]
 
 
-WORKLOADS = {"W1": build_w1, "W2": build_w2, "W3": build_w3}
-KINDS = {"W1": "sklearn", "W2": "sklearn", "W3": "image"}
+def build_w4(work: Path) -> tuple[Path, list]:
+    """W4: one iris row to a TorchScript 4-8-3 MLP in a TorchServe archive (built in the torchserve venv)."""
+    from .servers import PEERS, VENVS
+
+    model_dir = work / "torchscript"
+    python = VENVS / "torchserve" / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError("W4 needs the torchserve venv: bash bench/peers/install.sh torchserve")
+    subprocess.run([str(python), str(PEERS / "make_w4.py"), str(model_dir)], check=True, capture_output=True)
+    return model_dir, [[5.1, 3.5, 1.4, 0.2]]
+
+
+WORKLOADS = {"W1": build_w1, "W2": build_w2, "W3": build_w3, "W4": build_w4}
+KINDS = {"W1": "sklearn", "W2": "sklearn", "W3": "image", "W4": "torchscript"}
 
 
 def free_port() -> int:
@@ -109,7 +121,13 @@ def measure(server_name: str, workload: str, model_dir: Path, instances: list, a
     try:
         wait_ready(launch.ready_url, proc, args.ready_timeout)
         body = request_body(server.protocol, instances)
-        check = httpx.post(launch.predict_url, content=body, headers={"content-type": "application/json"}, timeout=30)
+        deadline = time.monotonic() + args.ready_timeout
+        while True:  # some servers answer their health route before their model is loaded
+            check = httpx.post(launch.predict_url, content=body, headers={"content-type": "application/json"},
+                               timeout=30)
+            if check.status_code == 200 or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.5)
         if check.status_code != 200:
             raise RuntimeError(f"predict answered {check.status_code}: {check.text[:300]}")
         target = loadgen.Target.parse(launch.predict_url)
@@ -208,10 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="hyperserve-peers-"))
     rows = []
     for workload in args.workloads.split(","):
-        model_dir, instances = WORKLOADS[workload](work / "models")
+        try:
+            model_dir, instances = WORKLOADS[workload](work / "models")
+        except Exception as err:
+            rows.append({"server": "-", "workload": workload, "error": f"cannot build {workload}: {err}"})
+            print(f"{workload}: skipped ({err})")
+            continue
         for name in args.servers.split(","):
             server = SERVERS[name]
-            missing = server.available()
+            missing = server.available() if workload in server.workloads else server.missing_for
             if missing:
                 rows.append({"server": name, "workload": workload, "error": missing})
                 print(f"{workload} {name}: skipped ({missing})")

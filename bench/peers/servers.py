@@ -36,6 +36,8 @@ class Server:
     protocol: str  # vertex | kserve-v1 | v2 | bentoml | any
     launch: Callable[[Path, str, int, Path, str], Launch]  # (model dir, model name, port, work dir, kind)
     takes_model: bool = True
+    workloads: frozenset = frozenset({"W1", "W2", "W3"})
+    missing_for: str = ""  # why a workload outside ``workloads`` cannot run
 
     def python(self) -> str:
         if self.venv is None:
@@ -114,6 +116,22 @@ def _bentoml(model_dir: Path, name: str, port: int, work: Path, kind: str) -> La
     return Launch(argv, env, PEERS, url + "/readyz", url + "/predict")
 
 
+def _torchserve(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "config.properties"
+    config.write_text("\n".join([
+        f"inference_address=http://127.0.0.1:{port}", f"management_address=http://127.0.0.1:{port + 1}",
+        f"metrics_address=http://127.0.0.1:{port + 2}", "default_workers_per_model=1",
+        "disable_token_authorization=true", "install_py_dep_per_model=false", f"model_store={model_dir}",
+    ]) + "\n")
+    argv = [str(VENVS / "torchserve" / "bin" / "torchserve"), "--start", "--foreground", "--ncs",
+            "--ts-config", str(config), "--model-store", str(model_dir), "--models", f"{name}=model.mar",
+            "--disable-token-auth"]
+    env = {"LOG_LOCATION": str(work / "logs"), "METRICS_LOCATION": str(work / "logs")}
+    return Launch(argv, env, work, f"{url}/ping", f"{url}/predictions/{name}")
+
+
 def _uvicorn_empty(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(PEERS), "empty_asgi:app", "--host", "127.0.0.1",
@@ -146,20 +164,27 @@ http {{
 
 
 SERVERS: dict[str, Server] = {s.name: s for s in [
-    Server("hyperserve", None, "vertex", _hyperserve),
+    Server("hyperserve", None, "vertex", _hyperserve,
+           missing_for="serving a TorchServe archive comes with hyperserve's PyTorch/TorchServe handler"),
     Server("hyperserve-nobatch", None, "vertex",
-           lambda m, n, p, w, k: _hyperserve(m, n, p, w, k, ("--max-batch-size", "1"))),
+           lambda m, n, p, w, k: _hyperserve(m, n, p, w, k, ("--max-batch-size", "1")),
+           missing_for="serving a TorchServe archive comes with hyperserve's PyTorch/TorchServe handler"),
+    Server("torchserve", "torchserve", "torchserve", _torchserve, workloads=frozenset({"W4"}),
+           missing_for="TorchServe only serves its archives here (W4)"),
     Server("cpr", "cpr", "vertex", _cpr),
     Server("kserve", "kserve", "kserve-v1", _kserve),
     Server("mlserver", "mlserver", "v2", _mlserver),
     Server("bentoml", "bentoml", "bentoml", _bentoml),
-    Server("uvicorn-empty", None, "any", _uvicorn_empty, takes_model=False),
-    Server("nginx", None, "any", _nginx, takes_model=False),
+    Server("uvicorn-empty", None, "any", _uvicorn_empty, takes_model=False,
+           workloads=frozenset({"W1", "W2", "W3", "W4"})),
+    Server("nginx", None, "any", _nginx, takes_model=False, workloads=frozenset({"W1", "W2", "W3", "W4"})),
 ]}
 
 
 def request_body(protocol: str, instances: list, dtype: str = "FP64") -> bytes:
     """The same instances, written the way each protocol wants them."""
+    if protocol == "torchserve":  # TorchServe's own route takes one row per request
+        return json.dumps({"data": instances[0]}).encode()
     if protocol == "v2" and instances and isinstance(instances[0], dict):  # {"b64": ...} images as BYTES
         return json.dumps({"inputs": [{"name": "image", "shape": [len(instances)], "datatype": "BYTES",
                                        "data": [inst["b64"] for inst in instances]}]}).encode()

@@ -1,0 +1,18 @@
+"""Build W4's artifacts: a TorchScript 4-8-3 MLP and its TorchServe archive (run in the torchserve venv)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+torch.manual_seed(0)
+mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
+torch.jit.script(mlp).save(str(out / "model.pt"))
+here = Path(__file__).resolve().parent
+subprocess.run([str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", "model", "--version", "1.0",
+                "--serialized-file", str(out / "model.pt"), "--handler", str(here / "torchserve_handler.py"),
+                "--export-path", str(out), "--force"], check=True)
+print(out / "model.mar")
