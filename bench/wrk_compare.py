@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .peers.run import RESULTS, build_w1, cpu_model, free_port, wait_ready
-from .peers.servers import SERVERS, python_env
+from .peers.run import RESULTS, build_w1, cpu_model, free_port, start, stop, wait_ready
+from .peers.servers import SERVERS
 
 POST_LUA = """wrk.method = "POST"
 wrk.body = '%s'
@@ -57,15 +57,13 @@ def measure(server_name: str, model_dir: Path, work: Path, runs: list[tuple[str,
     port = free_port()
     launch = SERVERS[server_name].launch(model_dir, "model", port, work / server_name, "sklearn")
     launch.cwd.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(["taskset", "-c", args.server_cpu, *launch.argv], cwd=str(launch.cwd),
-                            env={**python_env(), **launch.env}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = start(launch, args.server_cpu, subprocess.DEVNULL)
     try:
         wait_ready(launch.ready_url, proc, 120)
         base = launch.predict_url.rsplit("/", 1)[0]
         return {label: run_wrk(base + path, lua, args) for label, path, lua in runs}
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -116,8 +117,7 @@ def measure(server_name: str, workload: str, model_dir: Path, instances: list, a
     launch = server.launch(model_dir, "model", port, work / f"{server_name}-{workload}", KINDS[workload])
     launch.cwd.mkdir(parents=True, exist_ok=True)
     log = (work / f"{server_name}-{workload}.log").open("w")
-    proc = subprocess.Popen(["taskset", "-c", args.server_cpu, *launch.argv], cwd=str(launch.cwd),
-                            env={**python_env(), **launch.env}, stdout=log, stderr=subprocess.STDOUT)
+    proc = start(launch, args.server_cpu, log)
     try:
         wait_ready(launch.ready_url, proc, args.ready_timeout)
         body = request_body(server.protocol, instances)
@@ -147,13 +147,32 @@ def measure(server_name: str, workload: str, model_dir: Path, instances: list, a
                                                  "body_bytes": len(body), "batch_sizes": batches}))
         return rows
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
+
+
+def start(launch, cpu: str, log) -> subprocess.Popen:
+    """The server in a session of its own, so stop() also reaps what it spawned (TorchServe's JVM)."""
+    return subprocess.Popen(["taskset", "-c", cpu, *launch.argv], cwd=str(launch.cwd),
+                            env={**python_env(), **launch.env}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(wait)
+            time.sleep(0.5)  # let the group's other processes exit too
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        except subprocess.TimeoutExpired:
+            continue
+        break
 
 
 def _batch_histogram(base_url: str) -> dict | None:
@@ -185,7 +204,7 @@ def markdown(all_rows: list[dict], meta: dict) -> str:
                 "hyperserve is ×faster |", "|---|---|---|---|---|---|---|---|"]
         for r in group:
             if "error" in r:
-                out.append(f"| {r['server']} | | — | | | | | failed: {r['error']} |")
+                out.append(f"| {r['server']} | | — | | | | | not run: {r['error']} |")
                 continue
             lat = r["latency_ms"]
             non_ok = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
@@ -234,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for name in args.servers.split(","):
             server = SERVERS[name]
-            missing = server.available() if workload in server.workloads else server.missing_for
+            missing = server.available() if workload in server.workloads else (
+                server.missing_for or f"{name} has no {workload} model in this harness")
             if missing:
                 rows.append({"server": name, "workload": workload, "error": missing})
                 print(f"{workload} {name}: skipped ({missing})")

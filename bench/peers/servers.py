@@ -61,7 +61,8 @@ def _hyperserve(model_dir: Path, name: str, port: int, work: Path, kind: str, ex
     if kind == "image":
         extra = (*extra, "--framework", IMAGE_HANDLER)
     return Launch([sys.executable, "-m", "hyperserve.server", "serve", str(model_dir), "--host", "127.0.0.1",
-                   "--port", str(port), "--model-name", name, "--log-level", "warning", *extra], {}, ROOT,
+                   "--port", str(port), "--model-name", name, "--log-level", "warning", "--workers", "1", *extra],
+                  {}, ROOT,
                   url + "/health", url + "/predict")
 
 
