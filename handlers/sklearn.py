@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from hyperserve.server.errors import ServingError
+from hyperserve.server.errors import InvalidInput, ServingError
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
 from .base import Handler, HandlerConfig
@@ -44,7 +44,10 @@ class SklearnHandler(Handler):
         self._method = getattr(self.model, config.method)
         n_features = getattr(self.model, "n_features_in_", None)
         shape = (-1, int(n_features)) if n_features is not None else None
-        self._input = TensorSpec("instances", None, shape)
+        # A plain estimator takes numbers: a typed input gets strict 400s that name the offending
+        # value and the native decoder. Pipelines may take strings (categorical columns): objects.
+        numeric = shape is not None and not _takes_objects(self.model)
+        self._input = TensorSpec("instances", np.dtype(np.float64) if numeric else None, shape)
 
     def signature(self) -> Signature:
         return Signature((self._input,), (TensorSpec("predictions"),))
@@ -56,4 +59,14 @@ class SklearnHandler(Handler):
         x = request.inputs["instances"]
         if not isinstance(x, np.ndarray):
             x = np.asarray(x, dtype=object)
-        return InferResponse({"predictions": self._method(x)})
+        try:
+            return InferResponse({"predictions": self._method(x)})
+        except (ValueError, TypeError) as err:  # scikit-learn's input validation: the client's data
+            raise InvalidInput(f"the model rejected the instances: {err}") from None
+
+
+def _takes_objects(model: Any) -> bool:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    return isinstance(model, (Pipeline, ColumnTransformer, FeatureUnion))

@@ -266,3 +266,24 @@ def test_single_file_model_uri(start_server, onnx_model):
     server = start_server([path / "model.onnx"])
     r = httpx.post(server.url + "/predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+
+
+def test_sklearn_pipeline_takes_mixed_instances(start_server, tmp_path):
+    import joblib
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    x = np.array([["red", 1.0], ["blue", 2.0], ["red", 3.0], ["green", 4.0]] * 5, dtype=object)
+    y = [0, 1, 0, 1] * 5
+    pipeline = Pipeline([("prep", ColumnTransformer([("colour", OneHotEncoder(), [0])], remainder="passthrough")),
+                         ("clf", LogisticRegression())]).fit(x, y)
+    joblib.dump(pipeline, tmp_path / "model.joblib")
+    server = start_server([tmp_path])
+    rows = [["red", 1.5], ["blue", 2.5]]
+    r = httpx.post(server.url + "/predict", json={"instances": rows})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == pipeline.predict(np.array(rows, dtype=object)).tolist()
+    r = httpx.post(server.url + "/predict", json={"instances": [["purple", 1.0]]})  # unknown category
+    assert r.status_code == 400 and "the model rejected the instances" in r.json()["error"]
