@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System tools the tests drive: curl and wrk are real HTTP clients in the transport tests.
-if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+# System tools the tests drive: curl and wrk are real HTTP clients in the transport tests;
+# clang-14 with libFuzzer fuzzes the native parsers under AddressSanitizer.
+if ! command -v wrk >/dev/null || ! command -v curl >/dev/null || ! command -v clang++-14 >/dev/null; then
   SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk curl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk curl clang-14 libclang-rt-14-dev >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -9,6 +9,8 @@ itself. Replies: ``{"predictions": [...]}`` with one prediction per instance in 
 from __future__ import annotations
 
 import base64
+import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -35,11 +37,27 @@ class PredictBody:
     signature_name: str | None
 
 
+_NONFINITE_HINTS = (b"NaN", b"Infinity", b"e", b"E")
+
+
 def parse_json(body: bytes | memoryview) -> Any:
+    """orjson; TF Serving also takes the bare tokens NaN, Infinity, -Infinity and numbers too large
+    for a double (they become ±inf), which orjson refuses: only then does the stdlib parser retry."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:
+        raw = bytes(body)
+        message = str(err)
+        if ("unexpected character" in message and (b"NaN" in raw or b"Infinity" in raw)) \
+                or "number is infinity" in message:
+            try:
+                return json.loads(raw, parse_constant=_CONSTANTS.__getitem__)
+            except (ValueError, RecursionError):
+                pass
         raise InvalidInput(f"invalid JSON: {err}") from None
+
+
+_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def parse_predict_body(body: bytes | memoryview) -> PredictBody:
@@ -215,6 +233,40 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=_default, option=_DUMPS_OPTIONS)
 
 
+def _has_nonfinite(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "fc" and not np.isfinite(value).all()
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_nonfinite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nonfinite(v) for v in value.values())
+    return False
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _default(value)
+    return value
+
+
+def dumps_tf(obj: Any, outputs: dict[str, Any]) -> bytes:
+    """Like TF Serving: non-finite floats are written as bare NaN / Infinity / -Infinity tokens
+    (orjson would write null). Checked per output array, so finite replies keep orjson's speed."""
+    if not any(_has_nonfinite(v) for v in outputs.values()):
+        return dumps(obj)
+    return json.dumps(_plain(obj), allow_nan=True, separators=(",", ":")).encode()
+
+
 def predictions_payload(response: InferResponse, batch_size: int) -> Any:
     """One prediction per instance: the single output's rows, or per-instance objects."""
     outputs = response.outputs
@@ -226,7 +278,8 @@ def predictions_payload(response: InferResponse, batch_size: int) -> Any:
 
 
 def encode_predict_response(response: InferResponse, batch_size: int, fmt: str = ROW,
-                            extra: dict[str, Any] | None = None) -> bytes:
+                            extra: dict[str, Any] | None = None, nonfinite: str = "tokens") -> bytes:
+    """``nonfinite``: "tokens" writes NaN/Infinity bare (TF Serving, Vertex); "null" as JSON null."""
     if fmt == COLUMNAR:
         outputs = response.outputs
         if len(outputs) == 1:
@@ -238,7 +291,7 @@ def encode_predict_response(response: InferResponse, batch_size: int, fmt: str =
         doc = {"predictions": predictions_payload(response, batch_size)}
     if extra:
         doc.update(extra)
-    return dumps(doc)
+    return dumps_tf(doc, response.outputs) if nonfinite == "tokens" else dumps(doc)
 
 
 def encode_error(message: str) -> bytes:

@@ -210,3 +210,17 @@ def test_npy_errors_are_invalid_input():
 def test_other_media_types_stay_bytes():
     request = raw.decode_raw_request("image/png", b"\x89PNG", sig(TensorSpec("x", F32, (-1, 4))))
     assert request.raw.content_type == "image/png" and bytes(request.raw.data) == b"\x89PNG"
+
+
+def test_nonfinite_tokens_in_and_out():
+    s = sig(TensorSpec("x", F32, (-1, 3)))
+    request, _ = decode(b'{"instances": [[NaN, Infinity, -Infinity]]}', s)
+    x = request.inputs["x"]
+    assert np.isnan(x[0, 0]) and x[0, 1] == np.inf and x[0, 2] == -np.inf
+    request, _ = decode(b'{"instances": [[1e999, -1e999, 1]]}', s)
+    assert request.inputs["x"][0].tolist() == [np.inf, -np.inf, 1]
+    assert "expected an integer" in error(b'{"instances": [[NaN, 1]]}', sig(TensorSpec("x", I64, (-1, 2))))
+    assert "invalid JSON" in error(b'{"instances": [[nan, 1]]}', s)
+    out = InferResponse({"y": np.array([np.nan, np.inf, -np.inf, 1.5], dtype=np.float32)})
+    assert vertex_json.encode_predict_response(out, 4) == b'{"predictions":[NaN,Infinity,-Infinity,1.5]}'
+    assert vertex_json.encode_predict_response(out, 4, nonfinite="null") == b'{"predictions":[null,null,null,1.5]}'

@@ -1,0 +1,31 @@
+// libFuzzer target for the instances parser: any bytes, any target dtype and inner shape.
+// Beyond ASan/UBSan findings it checks the result's invariants, so a wrong answer is a crash too.
+#include <cstdlib>
+#include <vector>
+
+#include "../instances.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  auto target = static_cast<hyperserve::Target>(data[0] % 5);
+  bool has_inner = data[1] & 1;
+  std::vector<int64_t> inner;
+  for (int i = 0; i < ((data[1] >> 1) & 3); ++i) inner.push_back(static_cast<int64_t>((data[1] >> (3 + i)) & 3) - 1);
+  const char* body = reinterpret_cast<const char*>(data + 2);
+  size_t body_size = size - 2;
+  auto result = hyperserve::parse_instances(body, body_size, target, inner, has_inner);
+  if (!result.accepted) return 0;
+  size_t count = 1;
+  for (int64_t d : result.shape) {
+    if (d <= 0) abort();
+    count *= static_cast<size_t>(d);
+  }
+  if (count != result.doubles.size()) abort();
+  if (!result.any_float && result.ints.size() != count) abort();
+  if ((target == hyperserve::Target::Int64 || target == hyperserve::Target::Int32) && result.any_float) abort();
+  if (has_inner && inner.size() + 1 != result.shape.size()) abort();
+  for (auto& kv : result.other_keys) {
+    if (kv.second.first > kv.second.second || kv.second.second > body_size) abort();
+  }
+  return 0;
+}
