@@ -50,8 +50,16 @@ def req(*values, **params) -> InferRequest:
                         parameters=params)
 
 
-def run(coro):
-    return asyncio.run(coro)
+def run_with(handler, body, **options):
+    """Run ``await body(runner)`` on a fresh event loop with a ModelRunner for ``handler``."""
+    async def go():
+        runner = ModelRunner(handler, name="m", **{"threads": 1, "max_queue": 100, **options})
+        try:
+            return await body(runner), runner
+        finally:
+            runner.close()
+
+    return asyncio.run(go())
 
 
 # -- pure batching functions ---------------------------------------------------------------
@@ -91,13 +99,10 @@ def test_batches_respect_max_rows():
 def test_concurrent_requests_share_calls_and_each_gets_its_own_rows():
     handler = RecordingHandler(delay=0.02)
 
-    async def go():
-        runner = ModelRunner(handler, name="m", threads=1, max_queue=1000, max_batch_size=16)
-        results = await asyncio.gather(*[runner.infer(req(i, i + 0.5)) for i in range(100)])
-        runner.close()
-        return results, runner
+    async def scenario(runner):
+        return await asyncio.gather(*[runner.infer(req(i, i + 0.5)) for i in range(100)])
 
-    results, runner = run(go())
+    results, runner = run_with(handler, scenario, max_queue=1000, max_batch_size=16)
     for i, response in enumerate(results):
         assert response.outputs["y"].tolist() == [2 * i, 2 * i + 1]
     assert sum(handler.calls) == 200  # every row ran exactly once
@@ -109,17 +114,15 @@ def test_concurrent_requests_share_calls_and_each_gets_its_own_rows():
 def test_a_bad_request_fails_alone():
     handler = RecordingHandler(delay=0.01)
 
-    async def go():
-        runner = ModelRunner(handler, name="m", threads=1, max_queue=100)
+    async def scenario(runner):
         blocker = asyncio.ensure_future(runner.infer(req(0)))
         await asyncio.sleep(0)
         outcomes = await asyncio.gather(runner.infer(req(1)), runner.infer(req(-1)), runner.infer(req(-2)),
                                         runner.infer(req(3)), return_exceptions=True)
         await blocker
-        runner.close()
         return outcomes
 
-    ok1, bad, invalid, ok3 = run(go())
+    (ok1, bad, invalid, ok3), _ = run_with(handler, scenario)
     assert ok1.outputs["y"].tolist() == [2] and ok3.outputs["y"].tolist() == [6]
     assert isinstance(bad, ModelError) and "ValueError: row is -1" in bad.message
     assert isinstance(invalid, InvalidInput) and invalid.status == 400
@@ -128,8 +131,7 @@ def test_a_bad_request_fails_alone():
 def test_deadline_passed_in_queue_never_runs_the_model():
     handler = RecordingHandler(delay=0.3)
 
-    async def go():
-        runner = ModelRunner(handler, name="m", threads=1, max_queue=100)
+    async def scenario(runner):
         slow = asyncio.ensure_future(runner.infer(req(1)))
         await asyncio.sleep(0.05)
         late = req(2)
@@ -138,17 +140,15 @@ def test_deadline_passed_in_queue_never_runs_the_model():
             await runner.infer(late)
         await slow
         await asyncio.sleep(0.05)
-        runner.close()
 
-    run(go())
+    run_with(handler, scenario)
     assert handler.calls == [1]
 
 
 def test_full_queue_answers_overloaded_at_once():
     handler = RecordingHandler(delay=0.2)
 
-    async def go():
-        runner = ModelRunner(handler, name="m", threads=1, max_queue=2)
+    async def scenario(runner):
         first = asyncio.ensure_future(runner.infer(req(1)))
         await asyncio.sleep(0.02)  # running, so the queue is empty again
         queued = [asyncio.ensure_future(runner.infer(req(i))) for i in (2, 3)]
@@ -158,24 +158,21 @@ def test_full_queue_answers_overloaded_at_once():
             await runner.infer(req(4))
         assert time.monotonic() - started < 0.05 and info.value.headers["retry-after"] == "1"
         await asyncio.gather(first, *queued)
-        runner.close()
 
-    run(go())
+    run_with(handler, scenario, max_queue=2)
 
 
 def test_queue_delay_gathers_a_fuller_batch():
     handler = RecordingHandler()
 
-    async def go():
-        runner = ModelRunner(handler, name="m", threads=1, max_queue=100, max_batch_size=8, max_queue_delay=0.05)
+    async def scenario(runner):
         tasks = []
         for i in range(6):
             tasks.append(asyncio.ensure_future(runner.infer(req(i))))
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
-        runner.close()
 
-    run(go())
+    run_with(handler, scenario, max_batch_size=8, max_queue_delay=0.05)
     assert handler.calls == [6]
 
 
@@ -183,20 +180,17 @@ def test_non_batchable_handlers_run_one_request_per_call():
     handler = RecordingHandler(delay=0.01)
     handler.batchable = False
 
-    async def go():
-        runner = ModelRunner(handler, name="m", threads=1, max_queue=100, max_batch_size=64)
+    async def scenario(runner):
         await asyncio.gather(*[runner.infer(req(i)) for i in range(10)])
-        runner.close()
 
-    run(go())
+    run_with(handler, scenario, max_batch_size=64)
     assert handler.calls == [1] * 10
 
 
 def test_cancelled_requests_are_skipped():
     handler = RecordingHandler(delay=0.1)
 
-    async def go():
-        runner = ModelRunner(handler, name="m", threads=1, max_queue=100)
+    async def scenario(runner):
         first = asyncio.ensure_future(runner.infer(req(1)))
         await asyncio.sleep(0.01)
         gone = asyncio.ensure_future(runner.infer(req(2)))
@@ -204,23 +198,19 @@ def test_cancelled_requests_are_skipped():
         gone.cancel()  # the client disconnected while queued
         await first
         await asyncio.sleep(0.05)
-        runner.close()
 
-    run(go())
+    run_with(handler, scenario)
     assert handler.calls == [1]
 
 
 def test_preferred_batch_sizes_cut_batches():
     handler = RecordingHandler(delay=0.05)
 
-    async def go():
-        runner = ModelRunner(handler, name="m", threads=1, max_queue=100, max_batch_size=16,
-                             preferred_batch_sizes=(4, 8))
+    async def scenario(runner):
         first = asyncio.ensure_future(runner.infer(req(0)))
         await asyncio.sleep(0.01)  # the model is busy; eleven requests queue up behind it
         rest = [asyncio.ensure_future(runner.infer(req(i))) for i in range(1, 12)]
         await asyncio.gather(first, *rest)
-        runner.close()
 
-    run(go())
+    run_with(handler, scenario, max_batch_size=16, preferred_batch_sizes=(4, 8))
     assert handler.calls[:3] == [1, 8, 3]  # 11 queued: a preferred 8, then the remaining 3
