@@ -20,8 +20,9 @@ struct Decline {};  // thrown to hand the body to the Python path
 
 class Parser {
  public:
-  Parser(const char* data, size_t size, InstancesResult& out) : begin_(data), p_(data), end_(data + size), out_(out) {
-    out_.doubles.reserve(size / 4);  // at most one number per two bytes; most bodies use 4 or more
+  Parser(const char* data, size_t size, InstancesResult& out, bool b64 = false)
+      : begin_(data), p_(data), end_(data + size), out_(out), b64_(b64) {
+    if (!b64) out_.doubles.reserve(size / 4);  // at most one number per two bytes; most use 4 or more
   }
 
   void document() {
@@ -40,7 +41,11 @@ class Parser {
           if (seen_instances) throw Decline{};  // duplicate keys: the Python path decides
           seen_instances = true;
           if (peek() != '[') throw Decline{};
-          array(0);
+          if (b64_) {
+            b64_array();
+          } else {
+            array(0);
+          }
         } else {
           const char* start = p_;
           skip_value(0);
@@ -64,7 +69,42 @@ class Parser {
   const char* p_;
   const char* end_;
   InstancesResult& out_;
+  bool b64_;
   int leaf_depth_ = -1;
+
+  void b64_array() {
+    expect('[');
+    ws();
+    if (peek() == ']') throw Decline{};
+    for (;;) {
+      ws();
+      expect('{');
+      ws();
+      if (key_string() != "b64") throw Decline{};
+      ws();
+      expect(':');
+      ws();
+      expect('"');
+      // memchr, not a loop per character: the decoder validates the alphabet itself, so only an
+      // escape (which would change the string's bytes) makes this path decline.
+      const char* start = p_;
+      const void* quote = std::memchr(p_, '"', static_cast<size_t>(end_ - p_));
+      if (quote == nullptr) throw Decline{};
+      p_ = static_cast<const char*>(quote);
+      if (std::memchr(start, '\\', static_cast<size_t>(p_ - start)) != nullptr) throw Decline{};
+      out_.b64_spans.push_back({static_cast<size_t>(start - begin_), static_cast<size_t>(p_ - begin_)});
+      expect('"');
+      ws();
+      expect('}');
+      ws();
+      if (peek() == ',') {
+        ++p_;
+        continue;
+      }
+      expect(']');
+      return;
+    }
+  }
 
   char peek() const { return p_ < end_ ? *p_ : '\0'; }
   void expect(char c) {
@@ -284,6 +324,17 @@ InstancesResult parse_instances(const char* data, size_t size, Target target,
       if (inner_shape[i] != -1 && inner_shape[i] != out.shape[i + 1]) return InstancesResult{};
   }
   out.accepted = true;
+  return out;
+}
+
+InstancesResult parse_b64_instances(const char* data, size_t size) {
+  InstancesResult out;
+  try {
+    Parser(data, size, out, /*b64=*/true).document();
+  } catch (const Decline&) {
+    return InstancesResult{};
+  }
+  out.accepted = !out.b64_spans.empty();
   return out;
 }
 

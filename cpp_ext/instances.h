@@ -23,10 +23,15 @@ struct InstancesResult {
   std::vector<double> doubles;        // every number, as a double
   std::vector<int64_t> ints;          // every number, while all are integers
   std::vector<std::pair<std::string, std::pair<size_t, size_t>>> other_keys;  // key → value span
+  std::vector<std::pair<size_t, size_t>> b64_spans;  // parse_b64_instances: each instance's base64 text
 };
 
 // inner_shape: the signature's per-instance dims (-1: any); has_inner_shape false: any shape.
 InstancesResult parse_instances(const char* data, size_t size, Target target,
                                 const std::vector<int64_t>& inner_shape, bool has_inner_shape);
+
+// {"instances": [{"b64": "..."}, ...]}: the span of each base64 string (no escapes, ASCII only),
+// so the caller decodes straight from the request bytes. Declines anything else.
+InstancesResult parse_b64_instances(const char* data, size_t size);
 
 }  // namespace hyperserve

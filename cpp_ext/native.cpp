@@ -127,6 +127,24 @@ nb::object decode_instances(nb::handle body_obj, int target_code, nb::object inn
   return nb::make_tuple(array, spans);
 }
 
+// Returns ([(start, end) of each instance's base64 text], {key: (start, end)}), or None to decline.
+nb::object b64_instance_spans(nb::handle body_obj) {
+  BufferGuard guard;
+  Input body = as_input(body_obj, guard.view);
+  hyperserve::InstancesResult parsed;
+  {
+    const char* data = reinterpret_cast<const char*>(body.data);
+    nb::gil_scoped_release release;
+    parsed = hyperserve::parse_b64_instances(data, body.size);
+  }
+  if (!parsed.accepted) return nb::none();
+  nb::list spans;
+  for (auto& [start, end] : parsed.b64_spans) spans.append(nb::make_tuple(start, end));
+  nb::dict others;
+  for (auto& [key, span] : parsed.other_keys) others[nb::str(key.c_str())] = nb::make_tuple(span.first, span.second);
+  return nb::make_tuple(spans, others);
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
@@ -137,6 +155,8 @@ NB_MODULE(_native, m) {
         "Decode strict standard base64 into a writable uint8 array; returns the byte count.");
   m.def("decode_instances", &decode_instances, nb::arg("body"), nb::arg("target"), nb::arg("inner_shape").none(),
         "Fast path for {\"instances\": [[numbers]]}: (array, other key spans), or None to use the Python path.");
+  m.def("b64_instance_spans", &b64_instance_spans, nb::arg("body"),
+        "Spans of {\"instances\": [{\"b64\": ...}]} strings: (spans, other key spans), or None to decline.");
   m.def("b64decoded_length", &b64decoded_length, nb::arg("data"),
         "Length the data decodes to; raises ValueError on a bad length or padding.");
 }

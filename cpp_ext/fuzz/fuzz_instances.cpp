@@ -5,8 +5,24 @@
 
 #include "../instances.h"
 
+static void check_b64(const char* body, size_t size) {
+  auto result = hyperserve::parse_b64_instances(body, size);
+  if (!result.accepted) return;
+  size_t previous_end = 0;
+  for (auto& span : result.b64_spans) {
+    if (span.first < previous_end || span.first > span.second || span.second > size) abort();
+    for (size_t i = span.first; i < span.second; ++i)
+      if (body[i] == '"' || body[i] == '\\') abort();
+    previous_end = span.second;
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
+  if (data[0] >= 250) {  // the {"b64": ...} mode
+    check_b64(reinterpret_cast<const char*>(data + 2), size - 2);
+    return 0;
+  }
   auto target = static_cast<hyperserve::Target>(data[0] % 5);
   bool has_inner = data[1] & 1;
   std::vector<int64_t> inner;

@@ -37,8 +37,9 @@ def test_named_models_and_versions(start_server, sklearn_dir, onnx_model, tmp_pa
     assert meta["framework"] == "onnx" and meta["signature"]["inputs"][0]["shape"] == [-1, 4]
 
 
-def test_readiness_is_per_model_and_health_waits_for_all(start_server, sklearn_dir, controlled_dir):
-    slow = controlled_dir(load_delay=2.5)
+def test_readiness_is_per_model_and_health_waits_for_all(start_server, sklearn_dir, controlled_dir, tmp_path):
+    release = tmp_path / "release-slow-model"
+    slow = controlled_dir(load_until_file=str(release))
     config = slow / "models.json"
     config.write_text(json.dumps({"default_model": "iris", "models": [
         {"name": "iris", "uri": str(sklearn_dir)},
@@ -49,6 +50,7 @@ def test_readiness_is_per_model_and_health_waits_for_all(start_server, sklearn_d
     assert httpx.get(server.url + "/v1/models/slow").status_code == 503
     assert httpx.get(server.url + "/health").status_code == 503
     assert httpx.post(server.url + "/v1/models/iris:predict", json=ROW).status_code == 200
+    release.write_text("go")
     server.wait_ready("/health")
     assert httpx.get(server.url + "/v1/models/slow").json()["ready"] is True
     assert httpx.post(server.url + "/predict", json=ROW).json() == {"predictions": [0]}  # default_model

@@ -145,14 +145,16 @@ def test_kserve_and_sagemaker_profiles(start_server, sklearn_dir):
     assert httpx.get(server.url + "/nothing-here").status_code == 404
 
 
-def test_health_is_503_while_loading_then_200(start_server, controlled_dir):
-    model_dir = controlled_dir(load_delay=2.0)
+def test_health_is_503_while_loading_then_200(start_server, controlled_dir, tmp_path):
+    release = tmp_path / "release"
+    model_dir = controlled_dir(load_until_file=str(release))
     server = start_server([model_dir, "--framework", CONTROLLED], ready=False)
     r = httpx.get(server.url + "/health")
     assert r.status_code == 503 and "loading" in r.json()["error"]
     assert httpx.get(server.url + "/live").status_code == 200
     r = httpx.post(server.url + "/predict", json={"instances": [[1, 2]]})
     assert r.status_code == 503
+    release.write_text("go")
     server.wait_ready()
     assert httpx.post(server.url + "/predict", json={"instances": [[1, 2]]}).json() == {"predictions": [3.0]}
 

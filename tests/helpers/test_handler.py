@@ -27,6 +27,10 @@ class ControlledHandler(Handler):
     def load(self, artifact: Path, config: HandlerConfig) -> None:
         settings = json.loads(Path(artifact).read_text())
         time.sleep(settings.get("load_delay", 0))
+        release = settings.get("load_until_file")
+        deadline = time.monotonic() + 60
+        while release and not Path(release).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # the test decides when loading finishes
         if settings.get("load_error"):
             raise RuntimeError(settings["load_error"])
 

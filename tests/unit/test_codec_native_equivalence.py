@@ -123,3 +123,28 @@ def test_exactness_of_floats_and_ints():
         slow = vertex_json.decode_predict_request_py(body, sig)[0].inputs["x"]
         assert fast.dtype == slow.dtype and fast.tobytes() == slow.tobytes()
     assert math.copysign(1, vertex_json.decode_predict_request(body, sig)[0].inputs["x"][4, 0]) == -1
+
+
+b64_values = st.one_of(
+    st.binary(max_size=40).map(lambda b: __import__("base64").b64encode(b).decode()),
+    st.binary(min_size=1, max_size=40).map(lambda b: __import__("base64").b64encode(b).decode().rstrip("=")),
+    st.text(alphabet="ABCDabcd0123+/=-_ \\\"é", max_size=12),
+)
+b64_instances = st.lists(st.one_of(
+    st.builds(lambda v: {"b64": v}, b64_values),
+    st.builds(lambda v: {"b64": v}, b64_values),
+    st.builds(lambda v: {"b64": v, "x": 1}, b64_values),
+    st.just("plain string"), st.just(3), st.builds(lambda v: {"b64": len(v)}, b64_values),
+), min_size=0, max_size=4)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(b64_instances, st.one_of(st.none(), st.dictionaries(st.text(max_size=3), numbers, max_size=2)))
+def test_b64_instances_agree_between_paths(instances, parameters):
+    doc = {"instances": instances}
+    if parameters is not None:
+        doc["parameters"] = parameters
+    body = json.dumps(doc).encode()
+    signature = Signature((TensorSpec("x", np.dtype(object), (-1,)),), (TensorSpec("y"),))
+    assert outcome(vertex_json.decode_predict_request, body, signature) == outcome(
+        vertex_json.decode_predict_request_py, body, signature)
