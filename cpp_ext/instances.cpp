@@ -30,7 +30,9 @@ class Parser {
     expect('{');
     ws();
     bool seen_instances = false;
-    if (peek() != '}') {
+    if (peek() == '}') {
+      ++p_;
+    } else {
       for (;;) {
         ws();
         std::string key = key_string();
@@ -51,15 +53,9 @@ class Parser {
           skip_value(0);
           out_.other_keys.push_back({key, {static_cast<size_t>(start - begin_), static_cast<size_t>(p_ - begin_)}});
         }
-        ws();
-        if (peek() == ',') {
-          ++p_;
-          continue;
-        }
-        break;
+        if (!more('}')) break;
       }
     }
-    expect('}');
     ws();
     if (p_ != end_ || !seen_instances) throw Decline{};
   }
@@ -96,13 +92,7 @@ class Parser {
       expect('"');
       ws();
       expect('}');
-      ws();
-      if (peek() == ',') {
-        ++p_;
-        continue;
-      }
-      expect(']');
-      return;
+      if (!more(']')) return;
     }
   }
 
@@ -113,6 +103,17 @@ class Parser {
   }
   void ws() {
     while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+
+  // After an item of an array or object: true when a ',' announces another, false once `close` ends it.
+  bool more(char close) {
+    ws();
+    if (peek() == ',') {
+      ++p_;
+      return true;
+    }
+    expect(close);
+    return false;
   }
 
   std::string key_string() {
@@ -164,13 +165,7 @@ class Parser {
           expect(':');
         }
         skip_value(depth + 1);
-        ws();
-        if (peek() == ',') {
-          ++p_;
-          continue;
-        }
-        expect(close);
-        return;
+        if (!more(close)) return;
       }
     } else if (c == 't' || c == 'f' || c == 'n') {
       const char* word = c == 't' ? "true" : c == 'f' ? "false" : "null";
@@ -210,13 +205,7 @@ class Parser {
         number(/*record=*/true);
       }
       ++count;
-      ws();
-      if (peek() == ',') {
-        ++p_;
-        continue;
-      }
-      expect(']');
-      break;
+      if (!more(']')) break;
     }
     dim(depth, count);
   }
