@@ -90,6 +90,7 @@ def plot_throughput(rows: list[dict[str, Any]], path: Path, series: str = "serve
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     by_series: dict[str, list[tuple[int, float]]] = {}
@@ -99,11 +100,15 @@ def plot_throughput(rows: list[dict[str, Any]], path: Path, series: str = "serve
         points.sort()
         ax.plot([c for c, _ in points], [r for _, r in points], marker="o", label=name)
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")  # references like nginx sit orders of magnitude above model servers
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(plain)
     ax.set_xlabel("concurrent connections")
-    ax.set_ylabel("requests / s")
+    ax.set_ylabel("requests / s (log scale)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
