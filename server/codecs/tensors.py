@@ -38,14 +38,16 @@ def is_b64(value: Any) -> bool:
     return type(value) is dict and len(value) == 1 and "b64" in value
 
 
-def decode_b64_value(value: dict, path: str) -> bytes:
+def decode_b64_value(value: dict, path) -> bytes:
+    """``path`` is a string or a callable giving one: it is only needed when the value is bad."""
     data = value["b64"]
-    if not isinstance(data, str):
-        raise InvalidInput(f"{path}.b64: expected a base64 string, got {json_type(data)}")
     try:
+        if not isinstance(data, str):
+            raise ValueError(f"expected a base64 string, got {json_type(data)}")
         return b64decode(data)
     except ValueError as err:
-        raise InvalidInput(f"{path}.b64: {err}") from None
+        where = path() if callable(path) else path
+        raise InvalidInput(f"{where}.b64: {err}") from None
 
 
 def _kind(dtype: np.dtype | None) -> str:
@@ -58,70 +60,87 @@ def _kind(dtype: np.dtype | None) -> str:
 
 
 class _Walker:
-    """Walks nested lists once: checks leaf types against the target kind and the shape."""
+    """Walks nested lists once: checks leaf types against the target kind and the shape.
 
-    def __init__(self, kind: str, nan_strings: bool):
+    The JSON path of the current element (``instances[3][1]``) is kept as a stack of indices
+    and only formatted when an error names it.
+    """
+
+    def __init__(self, kind: str, nan_strings: bool, base: str):
         self.kind = kind
         self.nan_strings = nan_strings
+        self.base = base
+        self.trail: list[int] = []
         self.shape: list[int] | None = None
         self.seen: set[str] = set()  # leaf kinds met, for inference
 
-    def walk(self, value: Any, path: str, depth: int = 0) -> Any:
-        if isinstance(value, list):
-            self._check_dim(depth, len(value), path)
-            return [self.walk(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
-        self._check_dim(depth, None, path)
-        return self.leaf(value, path)
+    def path(self) -> str:
+        return self.base + "".join(f"[{i}]" for i in self.trail)
 
-    def _check_dim(self, depth: int, length: int | None, path: str):
+    def walk(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, list):
+            self._check_dim(depth, len(value))
+            trail = self.trail
+            trail.append(0)
+            out = []
+            for i, item in enumerate(value):
+                trail[-1] = i
+                out.append(self.walk(item, depth + 1))
+            trail.pop()
+            return out
+        self._check_dim(depth, None)
+        return self.leaf(value)
+
+    def _check_dim(self, depth: int, length: int | None):
         if self.shape is None:  # the first path to a leaf fixes the shape
             self.shape = []
         if depth < len(self.shape):
             expected = self.shape[depth]
             if expected == -1:  # -1 marks "a leaf lives here"
                 if length is not None:
-                    raise InvalidInput(f"{path}: expected a scalar, got an array (instances must all have the same shape)")
+                    raise InvalidInput(f"{self.path()}: expected a scalar, got an array "
+                                       "(instances must all have the same shape)")
             elif length is None:
-                raise InvalidInput(f"{path}: expected an array of {expected} elements, got a scalar")
+                raise InvalidInput(f"{self.path()}: expected an array of {expected} elements, got a scalar")
             elif length != expected:
-                raise InvalidInput(f"{path}: expected an array of {expected} elements, got {length} "
+                raise InvalidInput(f"{self.path()}: expected an array of {expected} elements, got {length} "
                                    "(instances must all have the same shape)")
         else:
             self.shape.append(-1 if length is None else length)
 
-    def leaf(self, value: Any, path: str) -> Any:
+    def leaf(self, value: Any) -> Any:
         kind = self.kind
         if value is None:
-            raise InvalidInput(f"{path}: expected {_EXPECTED[kind]}, got null")
+            raise InvalidInput(f"{self.path()}: expected {_EXPECTED[kind]}, got null")
         if is_b64(value):
             if kind not in "S?":
-                raise InvalidInput(f"{path}: expected {_EXPECTED[kind]}, got a {{\"b64\": ...}} object")
+                raise InvalidInput(f"{self.path()}: expected {_EXPECTED[kind]}, got a {{\"b64\": ...}} object")
             self.seen.add("bytes")
-            return decode_b64_value(value, path)
+            return decode_b64_value(value, self.path)
         if isinstance(value, bool):
             if kind in "b?":
                 self.seen.add("bool")
                 return value
-            raise InvalidInput(f"{path}: expected {_EXPECTED[kind]}, got boolean")
+            raise InvalidInput(f"{self.path()}: expected {_EXPECTED[kind]}, got boolean")
         if isinstance(value, int):
             if kind in "fiu?":
                 if kind in "iu?" and not (_INT64_MIN <= value <= _INT64_MAX) and not (kind == "u" and 0 <= value < 2**64):
                     if kind == "?":
                         self.seen.add("float")
                         return float(value)
-                    raise InvalidInput(f"{path}: integer {value} is out of range")
+                    raise InvalidInput(f"{self.path()}: integer {value} is out of range")
                 if kind == "u" and value < 0:
-                    raise InvalidInput(f"{path}: expected an unsigned integer, got {value}")
+                    raise InvalidInput(f"{self.path()}: expected an unsigned integer, got {value}")
                 self.seen.add("int")
                 return value
-            raise InvalidInput(f"{path}: expected {_EXPECTED[kind]}, got number")
+            raise InvalidInput(f"{self.path()}: expected {_EXPECTED[kind]}, got number")
         if isinstance(value, float):
             if kind in "f?":
                 self.seen.add("float")
                 return value
             if kind in "iu":
-                raise InvalidInput(f"{path}: expected an integer, got {value!r}")
-            raise InvalidInput(f"{path}: expected {_EXPECTED[kind]}, got number")
+                raise InvalidInput(f"{self.path()}: expected an integer, got {value!r}")
+            raise InvalidInput(f"{self.path()}: expected {_EXPECTED[kind]}, got number")
         if isinstance(value, str):
             if kind in "S?":
                 self.seen.add("str")
@@ -129,11 +148,11 @@ class _Walker:
             if kind == "f" and self.nan_strings and value in _NAN_TOKENS:
                 self.seen.add("float")
                 return _NAN_TOKENS[value]
-            raise InvalidInput(f"{path}: expected {_EXPECTED[kind]}, got string")
+            raise InvalidInput(f"{self.path()}: expected {_EXPECTED[kind]}, got string")
         if kind == "?":
             self.seen.add("object")
             return value
-        raise InvalidInput(f"{path}: expected {_EXPECTED[kind]}, got object")
+        raise InvalidInput(f"{self.path()}: expected {_EXPECTED[kind]}, got object")
 
 
 _EXPECTED = {
@@ -205,9 +224,9 @@ def to_array(value: Any, spec: TensorSpec, path: str, may_hold_bools: bool = Tru
 
 def _slow(value: Any, spec: TensorSpec, path: str) -> Any:
     kind = _kind(spec.dtype)
-    walker = _Walker(kind, spec.nan_strings)
+    walker = _Walker(kind, spec.nan_strings, path)
     try:
-        cleaned = walker.walk(value, path)
+        cleaned = walker.walk(value)
     except InvalidInput:
         if kind == "?" and spec.shape is None:
             return value  # no tensor is required: the handler takes Python objects
@@ -224,12 +243,15 @@ def _slow(value: Any, spec: TensorSpec, path: str) -> Any:
     if kind == "S":
         return _object_array(cleaned, walker.shape)
     if kind in "iu":
-        arr = np.asarray(cleaned, dtype=object)
+        # The walker kept every integer within int64 (uint64 for unsigned inputs); numpy checks
+        # the input's own range in one vectorised pass.
+        arr = np.asarray(cleaned, dtype=np.uint64 if kind == "u" else np.int64)
         info = np.iinfo(spec.dtype)
-        flat = arr.reshape(-1)
-        for i, v in enumerate(flat):
-            if not info.min <= v <= info.max:
-                raise InvalidInput(f"{path}: integer {v} is out of range for {spec.dtype}")
+        outside = (arr < info.min) | (arr > info.max)
+        if outside.any():
+            where = tuple(int(i) for i in np.argwhere(outside)[0])
+            raise InvalidInput(f"{path}{''.join(f'[{i}]' for i in where)}: integer {arr[where]} "
+                               f"is out of range for {spec.dtype}")
         return arr.astype(spec.dtype)
     with np.errstate(over="ignore"):
         return np.asarray(cleaned, dtype=spec.dtype)

@@ -37,9 +37,6 @@ class PredictBody:
     signature_name: str | None
 
 
-_NONFINITE_HINTS = (b"NaN", b"Infinity", b"e", b"E")
-
-
 def parse_json(body: bytes | memoryview) -> Any:
     """orjson; TF Serving also takes the bare tokens NaN, Infinity, -Infinity and numbers too large
     for a double (they become ±inf), which orjson refuses: only then does the stdlib parser retry."""

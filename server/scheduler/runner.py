@@ -48,6 +48,7 @@ class ModelRunner:
         self.slots = max(1, threads)
         self.busy = 0
         self.queue: deque[tuple[InferRequest, asyncio.Future]] = deque()
+        self._queued_rows = 0  # instances waiting in ``queue``, kept as it changes
         self.batch_sizes: Counter[int] = Counter()  # instances per framework call
         self._recent_rows = 1.0  # moving averages of rows per call and seconds per call
         self._recent_call_s = 0.0
@@ -70,6 +71,7 @@ class ModelRunner:
         future = loop.create_future()
         request.enqueued = time.monotonic()
         self.queue.append((request, future))
+        self._queued_rows += request.batch_size
         self._launch()
         if request.deadline is None:
             return await future
@@ -86,6 +88,7 @@ class ModelRunner:
             if self._should_wait():
                 return
             batch = take_batch(queue, self._batch_limit())
+            self._queued_rows -= sum(r.batch_size for r, _ in batch)
             now = time.monotonic()
             live = []
             for request, future in batch:
@@ -108,7 +111,7 @@ class ModelRunner:
     def _batch_limit(self) -> int:
         if not self.preferred:
             return self.max_batch_size
-        rows = sum(r.batch_size for r, _ in self.queue)
+        rows = self._queued_rows
         fitting = [p for p in self.preferred if p <= rows]
         return fitting[-1] if fitting else self.max_batch_size
 
@@ -118,7 +121,7 @@ class ModelRunner:
         a fraction of a call's duration, so a lone request under low load never waits."""
         if self.max_batch_size <= 1:
             return False
-        rows = sum(r.batch_size for r, _ in self.queue)
+        rows = self._queued_rows
         if rows >= self.max_batch_size or (self.preferred and rows >= self.preferred[0]):
             return False
         if self.max_queue_delay > 0:
