@@ -49,6 +49,9 @@ class Parser {
             array(0);
           }
         } else {
+          // A duplicate key declines: the Python path names it in its 400.
+          for (const auto& other : out_.other_keys)
+            if (other.first == key) throw Decline{};
           const char* start = p_;
           skip_value(0);
           out_.other_keys.push_back({key, {static_cast<size_t>(start - begin_), static_cast<size_t>(p_ - begin_)}});

@@ -17,6 +17,8 @@ class HandlerConfig:
     intra_op_threads: int = 0  # 0: the framework's default
     inter_op_threads: int = 0
     method: str = "predict"  # scikit-learn: which estimator method answers predict
+    trust_model_code: bool = False  # PyTorch: eager models and pickled modules run the artifact's code
+    install_requirements: bool = False  # TorchServe archives: pip install their requirementsFile
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -25,7 +27,8 @@ class Handler(abc.ABC):
 
     Class attributes tell the scheduler how to run it: ``releases_gil`` (framework compute runs
     outside the GIL, so threads scale) and ``batchable`` (requests may be concatenated along
-    dimension 0). ``accepts_raw`` says whether bodies other than tensors reach ``predict``.
+    dimension 0). ``accepts_raw`` says whether bodies other than tensors reach ``predict``;
+    ``takes_rows`` that the model takes one Python object per instance, as TorchServe handlers do.
     ``fork_safe`` lets a supervisor load the model once and fork workers that share its memory
     copy-on-write; frameworks with thread pools (ONNX Runtime, OpenMP, torch) load in each worker.
     Detection: ``artifact_names`` are exact file names, ``artifact_suffixes`` file endings.
@@ -36,6 +39,7 @@ class Handler(abc.ABC):
     releases_gil: ClassVar[bool] = True
     batchable: ClassVar[bool] = True
     accepts_raw: ClassVar[bool] = False
+    takes_rows: ClassVar[bool] = False  # inputs are TorchServe rows (codecs.torchserve), not tensors
     artifact_names: ClassVar[tuple[str, ...]] = ()
     artifact_suffixes: ClassVar[tuple[str, ...]] = ()
 

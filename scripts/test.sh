@@ -17,6 +17,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+# The CPU build of PyTorch first: a looser requirement would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q torch==2.13.0
 # Builds the C++ extension (scikit-build-core + nanobind) and installs every CPU framework.
 .venv/bin/python -m pip install -q -e '.[all-cpu,test]'
 

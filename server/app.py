@@ -5,6 +5,7 @@
 | Vertex AI | GET $AIP_HEALTH_ROUTE (/health)   | POST $AIP_PREDICT_ROUTE (/predict)            |
 | KServe v1 | GET /v1/models/{m}                | POST /v1/models/{m}:predict                   |
 | SageMaker | GET /ping                         | POST /invocations                             |
+| TorchServe| GET /ping                         | POST /predictions/{m}[/{v}] (body → one row)  |
 | liveness  | GET /live (200 while the process runs)                                            |
 """
 
@@ -16,18 +17,39 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
+import orjson
+
+from hyperserve.handlers.torchserve.handler import PREDICTIONS, ROWS
+
 from .codecs import raw as raw_codec
+from .codecs import torchserve as torchserve_codec
 from .codecs import vertex_json
 from .errors import InvalidInput, ServingError, UnsupportedMediaType
 from .http import Request, Response
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
+from .types import InferRequest, InferResponse, Signature
 
 # JSON bodies larger than this are decoded on a codec thread, not on the event loop.
 OFF_LOOP_DECODE_BYTES = 256 * 1024
 
 _ALIVE = b'{"status":"alive"}'
 _READY = b'{"status":"ready"}'
+_HEALTHY = b'{"status":"Healthy"}'
+_TORCHSERVE_ERROR_TYPES = {400: "BadRequestException", 404: "ModelNotFoundException", 405: "MethodNotAllowedException",
+                           413: "RequestEntityTooLargeException", 503: "ServiceUnavailableException",
+                           504: "RequestTimeoutException", 507: "InsufficientStorageException"}
+
+
+def _torchserve_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """TorchServe's error body: {"code", "type", "message"}."""
+    kind = _TORCHSERVE_ERROR_TYPES.get(status, "InternalServerException" if status >= 500 else "BadRequestException")
+    return Response.json({"code": status, "type": kind, "message": message}, status=status, headers=headers)
+
+
+def _rows_request(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
+    rows, parameters = torchserve_codec.instance_rows(body)
+    return InferRequest(inputs={ROWS: rows}, batch_size=len(rows), parameters=parameters), vertex_json.ROW
 
 Endpoint = Callable[[Request], "Response | Awaitable[Response]"]
 
@@ -68,7 +90,7 @@ class App:
         self._codec_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codec")
         self.routes: dict[str, dict[str, Endpoint]] = {}
         self._add("/live", "GET", self.live)
-        self._add("/ping", "GET", self.health)
+        self._add("/ping", "GET", self.ping)
         self._add("/invocations", "POST", self.predict_default)
         self._add(health_route, "GET", self.health)
         self._add(predict_route, "POST", self.predict_vertex)
@@ -83,6 +105,8 @@ class App:
         if methods is None:
             if request.path.startswith("/v1/models/"):
                 return self._kserve_v1(request)
+            if request.path.startswith("/predictions/"):
+                return self._torchserve(request)
             return Response.error(404, f"no route for {request.path}")
         endpoint = methods.get(request.method)
         if endpoint is None and request.method == "HEAD":
@@ -162,34 +186,90 @@ class App:
 
     async def _predict(self, request: Request, model: DeployedModel, extra: dict[str, Any] | None) -> Response:
         try:
-            if self.draining or not model.ready:
-                raise model.not_ready_error() if not self.draining else ServingError(
-                    "the server is shutting down", status=503)
-            signature = model.signature
-            content_type = request.content_type
-            fmt = vertex_json.ROW
-            if is_json(content_type):
-                if len(request.body) > OFF_LOOP_DECODE_BYTES:
-                    loop = asyncio.get_running_loop()
-                    infer_request, fmt = await loop.run_in_executor(
-                        self._codec_pool, vertex_json.decode_predict_request, request.body, signature)
-                else:
-                    infer_request, fmt = vertex_json.decode_predict_request(request.body, signature)
-            else:
-                infer_request = raw_codec.decode_raw_request(content_type, request.body, signature)
-                if infer_request.raw is not None and not model.handler.accepts_raw:
-                    raise UnsupportedMediaType(
-                        f"model '{model.name}' ({model.framework}) does not take {content_type or 'untyped'} bodies; "
-                        "send application/json, application/x-npy or application/octet-stream")
-            infer_request.headers = request.headers
-            timeout = request_timeout(request.headers, infer_request.parameters, self.request_timeout)
-            if timeout > 0:
-                infer_request.deadline = time.monotonic() + timeout
-            response = await model.runner.infer(infer_request)
+            self._check_ready(model)
+            infer_request, fmt = await self._decode(request, model)
+            response = await self._infer(request, model, infer_request)
+            if model.handler.takes_rows:
+                status = next((s for s in response.metadata.get("status", ()) if s != 200), 200)
+                return Response(status, torchserve_codec.predictions_body(response.outputs[PREDICTIONS], extra))
             body = vertex_json.encode_predict_response(response, infer_request.batch_size, fmt, extra)
             return Response(200, body)
         except ServingError as err:
             return Response.error(err.status, err.message, err.headers or None)
+
+    def _check_ready(self, model: DeployedModel) -> None:
+        if self.draining:
+            raise ServingError("the server is shutting down", status=503)
+        if not model.ready:
+            raise model.not_ready_error()
+
+    async def _decode(self, request: Request, model: DeployedModel) -> tuple[InferRequest, str]:
+        """The body → an InferRequest for this model's handler, by Content-Type; large JSON bodies
+        are decoded on a codec thread, not on the event loop."""
+        content_type = request.content_type
+        if is_json(content_type):
+            if model.handler.takes_rows:
+                decode = _rows_request
+            else:
+                decode = vertex_json.decode_predict_request
+            if len(request.body) > OFF_LOOP_DECODE_BYTES:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._codec_pool, decode, request.body, model.signature)
+            return decode(request.body, model.signature)
+        infer_request = raw_codec.decode_raw_request(content_type, request.body, model.signature)
+        if infer_request.raw is not None and not model.handler.accepts_raw:
+            raise UnsupportedMediaType(
+                f"model '{model.name}' ({model.framework}) does not take {content_type or 'untyped'} bodies; "
+                "send application/json, application/x-npy or application/octet-stream")
+        return infer_request, vertex_json.ROW
+
+    async def _infer(self, request: Request, model: DeployedModel, infer_request: InferRequest) -> InferResponse:
+        infer_request.headers = request.headers
+        timeout = request_timeout(request.headers, infer_request.parameters, self.request_timeout)
+        if timeout > 0:
+            infer_request.deadline = time.monotonic() + timeout
+        return await model.runner.infer(infer_request)
+
+    # -- TorchServe's inference API ----------------------------------------------------------
+
+    def ping(self, request: Request) -> Response:
+        """TorchServe's /ping (also SageMaker's): 200 Healthy only when every model is ready."""
+        ready = self.health(request)
+        if ready.status == 200:
+            return Response(200, _HEALTHY)
+        return Response.json({"status": "Unhealthy", "error": orjson.loads(ready.body)["error"]}, status=ready.status)
+
+    def _torchserve(self, request: Request) -> Response | Awaitable[Response]:
+        """POST|PUT /predictions/{model}[/{version}]: the body (or each form field) is one row."""
+        name, _, version = request.path[len("/predictions/"):].partition("/")
+        if request.method not in ("POST", "PUT"):
+            return _torchserve_error(405, f"method {request.method} is not allowed on {request.path} "
+                                          "(allowed: POST, PUT)", {"allow": "POST, PUT"})
+        try:
+            model = self.models.get(name, version or None)
+        except ServingError as err:
+            return _torchserve_error(err.status, err.message)
+        return self._predict_rows(request, model)
+
+    async def _predict_rows(self, request: Request, model: DeployedModel) -> Response:
+        try:
+            self._check_ready(model)
+            if not model.handler.takes_rows:
+                return await self._predict(request, model, None)
+            rows = torchserve_codec.body_rows(request.headers.get("content-type", ""), request.body)
+            infer_request = InferRequest(inputs={ROWS: rows}, batch_size=len(rows))
+            response = await self._infer(request, model, infer_request)
+            # A handler's header values are data: ones that could split the head are dropped.
+            headers = {k: v for k, v in response.metadata.get("headers", [{}])[0].items()
+                       if not any(c in f"{k}{v}" for c in "\r\n\0")}
+            content_type = headers.pop("content-type", None)
+            try:
+                body, content_type = torchserve_codec.encode_item(response.outputs[PREDICTIONS][0], content_type)
+            except TypeError as err:
+                raise ServingError(f"unsupported model output data type: {err}", status=503) from None
+            return Response(response.metadata.get("status", [200])[0], body, content_type, headers or None)
+        except ServingError as err:
+            return _torchserve_error(err.status, err.message, err.headers or None)
 
     def close(self):
         self._codec_pool.shutdown(wait=False, cancel_futures=True)

@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="print the detected framework and the model's signature")
     inspect.add_argument("model_uri", metavar="MODEL_URI", help="a directory, a model file, or gs://bucket/prefix")
     add_options(inspect, [o for o in SERVE_OPTIONS if o.flag in
-                          ("--framework", "--method", "--device", "--cache-dir", "--log-level")])
+                          ("--framework", "--method", "--device", "--cache-dir", "--log-level",
+                           "--trust-model-code")])
     return parser
 
 
@@ -53,7 +54,7 @@ def _inspect(args) -> int:
     from .errors import ServingError
     from .repository.model import load_handler
 
-    config = HandlerConfig(device=args.device, method=args.method)
+    config = HandlerConfig(device=args.device, method=args.method, trust_model_code=args.trust_model_code)
     try:
         loaded = load_handler(args.model_uri, framework=args.framework, config=config,
                               cache_dir=Path(args.cache_dir or tempfile.gettempdir()))

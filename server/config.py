@@ -29,6 +29,16 @@ def _env(name: str) -> tuple[str, ...]:
     return ("HYPERSERVE_" + name,)
 
 
+def flag(text: str) -> bool:
+    """A yes/no option: the bare flag, or true/false, 1/0, yes/no (environment variables)."""
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--host", _env("HOST"), "0.0.0.0", str, "address to bind"),
     Option("--workers", _env("WORKERS"), 0, int,
@@ -42,6 +52,10 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--method", _env("METHOD"), "predict", str,
            "scikit-learn method that answers predict: predict, predict_proba, decision_function, transform"),
     Option("--device", _env("DEVICE"), "auto", str, "auto (GPU when usable), cpu or cuda"),
+    Option("--trust-model-code", _env("TRUST_MODEL_CODE"), False, flag,
+           "PyTorch: allow an eager model (model.py + state dict) or a pickled module, which run the artifact's code"),
+    Option("--install-requirements", _env("INSTALL_REQUIREMENTS"), False, flag,
+           "TorchServe archives: pip install the archive's requirementsFile at load"),
     Option("--intra-op-threads", _env("INTRA_OP_THREADS"), 0, int, "framework intra-op threads (0: its default)"),
     Option("--inter-op-threads", _env("INTER_OP_THREADS"), 0, int, "framework inter-op threads (0: its default)"),
     Option("--model-threads", _env("MODEL_THREADS"), 0, int,
@@ -85,8 +99,9 @@ def env_default(option: Option, environ=os.environ) -> Any:
 def add_options(parser: argparse.ArgumentParser, options=SERVE_OPTIONS, environ=os.environ) -> None:
     for option in options:
         env_note = f" [env: {', '.join(option.env)}]" if option.env else ""
+        extra = {"nargs": "?", "const": True} if option.type is flag else {}
         parser.add_argument(option.flag, dest=option.dest, type=option.type, default=env_default(option, environ),
-                            help=f"{option.help} (default: {option.default}){env_note}")
+                            help=f"{option.help} (default: {option.default}){env_note}", **extra)
 
 
 def markdown_table(options=SERVE_OPTIONS) -> str:

@@ -59,7 +59,9 @@ def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
         handler_config = HandlerConfig(device=spec.option(args, "device"),
                                        intra_op_threads=spec.option(args, "intra_op_threads"),
                                        inter_op_threads=spec.option(args, "inter_op_threads"),
-                                       method=spec.option(args, "method"))
+                                       method=spec.option(args, "method"),
+                                       trust_model_code=spec.option(args, "trust_model_code"),
+                                       install_requirements=spec.option(args, "install_requirements"))
         models.append(DeployedModel(
             spec.name, spec.uri, version=spec.version, framework=spec.option(args, "framework"),
             handler_config=handler_config, cache_dir=Path(args.cache_dir),

@@ -66,6 +66,7 @@ class InferRequest:
     deadline: float | None = None  # time.monotonic() after which the request is answered 504
     enqueued: float = 0.0  # time.monotonic() when the scheduler queued it
     batch_key: Any = None  # cached by the scheduler: which requests may share a framework call
+    parts: list | None = None  # a batch's own requests, in order (for handlers that answer per request)
 
 
 @dataclass(slots=True)
@@ -78,6 +79,9 @@ class RawBody:
 
 @dataclass(slots=True)
 class InferResponse:
-    """Named outputs, each with the batch as its first dimension (arrays or lists)."""
+    """Named outputs, each with the batch as its first dimension (arrays or lists); ``metadata``
+    holds per-instance lists that are split like outputs but are not outputs (e.g. a TorchServe
+    handler's per-request status and headers)."""
 
     outputs: dict[str, Any]
+    metadata: dict[str, list] = field(default_factory=dict)

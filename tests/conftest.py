@@ -181,3 +181,11 @@ def controlled_dir(tmp_path):
 
 
 CONTROLLED = "tests.helpers.test_handler:ControlledHandler"
+
+
+@pytest.fixture(scope="session")
+def torchserve_archives(tmp_path_factory, sklearn_dir):
+    """Archives made by the real torch-model-archiver (tests/helpers/torch_models.py)."""
+    from tests.helpers.torch_models import build_archives
+
+    return build_archives(tmp_path_factory.mktemp("archives"), sklearn_model=sklearn_dir / "model.joblib")

@@ -10,7 +10,8 @@ hyperserve, and a latency CDF per workload. Peers are installed by bench/peers/i
 Workloads: W1 one iris row to a scikit-learn LogisticRegression; W2 64×784 instances to a
 scikit-learn MLPClassifier (784-64-10); W3 one 224×224×3 image as {"b64": ...} to a mean-colour
 model written natively for each server (bench/peers/image_*.py); W4 one iris row to a TorchScript
-4-8-3 MLP in a TorchServe archive (TorchServe now; hyperserve with its TorchServe archive handler).
+4-8-3 MLP in a TorchServe archive (batchSize 32 in its model-config.yaml), served by TorchServe and by
+hyperserve's TorchServe archive handler from the same model.mar.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def build_w4(work: Path) -> tuple[Path, list]:
     if not python.exists():
         raise RuntimeError("W4 needs the torchserve venv: bash bench/peers/install.sh torchserve")
     subprocess.run([str(python), str(PEERS / "make_w4.py"), str(model_dir)], check=True, capture_output=True)
-    return model_dir, [[5.1, 3.5, 1.4, 0.2]]
+    # Vertex's envelope for TorchServe handlers: one {"data": ...} row per instance.
+    return model_dir, [{"data": [5.1, 3.5, 1.4, 0.2]}]
 
 
 WORKLOADS = {"W1": build_w1, "W2": build_w2, "W3": build_w3, "W4": build_w4}

@@ -165,11 +165,10 @@ http {{
 
 
 SERVERS: dict[str, Server] = {s.name: s for s in [
-    Server("hyperserve", None, "vertex", _hyperserve,
-           missing_for="serving a TorchServe archive comes with hyperserve's PyTorch/TorchServe handler"),
+    Server("hyperserve", None, "vertex", _hyperserve, workloads=frozenset({"W1", "W2", "W3", "W4"})),
     Server("hyperserve-nobatch", None, "vertex",
            lambda m, n, p, w, k: _hyperserve(m, n, p, w, k, ("--max-batch-size", "1")),
-           missing_for="serving a TorchServe archive comes with hyperserve's PyTorch/TorchServe handler"),
+           workloads=frozenset({"W1", "W2", "W3", "W4"})),
     Server("torchserve", "torchserve", "torchserve", _torchserve, workloads=frozenset({"W4"}),
            missing_for="TorchServe only serves its archives here (W4)"),
     Server("cpr", "cpr", "vertex", _cpr),
@@ -185,7 +184,8 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
 def request_body(protocol: str, instances: list, dtype: str = "FP64") -> bytes:
     """The same instances, written the way each protocol wants them."""
     if protocol == "torchserve":  # TorchServe's own route takes one row per request
-        return json.dumps({"data": instances[0]}).encode()
+        first = instances[0]
+        return json.dumps(first if isinstance(first, dict) and "data" in first else {"data": first}).encode()
     if protocol == "v2" and instances and isinstance(instances[0], dict):  # {"b64": ...} images as BYTES
         return json.dumps({"inputs": [{"name": "image", "shape": [len(instances)], "datatype": "BYTES",
                                        "data": [inst["b64"] for inst in instances]}]}).encode()

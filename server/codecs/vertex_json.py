@@ -39,22 +39,72 @@ class PredictBody:
 
 def parse_json(body: bytes | memoryview) -> Any:
     """orjson; TF Serving also takes the bare tokens NaN, Infinity, -Infinity and numbers too large
-    for a double (they become ±inf), which orjson refuses: only then does the stdlib parser retry."""
+    for a double (they become ±inf), which orjson refuses: only then does the stdlib parser retry.
+    A duplicate key in any object is refused (orjson would keep the last one silently)."""
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raw = bytes(body)
         message = str(err)
         if ("unexpected character" in message and (b"NaN" in raw or b"Infinity" in raw)) \
                 or "number is infinity" in message:
             try:
-                return json.loads(raw, parse_constant=_CONSTANTS.__getitem__)
+                return _stdlib_loads(raw)
             except (ValueError, RecursionError):
                 pass
         raise InvalidInput(f"invalid JSON: {err}") from None
+    if type(doc) is dict or type(doc) is list:
+        _check_unique_keys(body, doc)
+    return doc
 
 
 _CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# Every key is a string followed by ':'; a string value holding '":' also matches (an over-count).
+_KEY_TOKEN = re.compile(rb'"[ \t\r\n]*:')
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"invalid JSON: duplicate key {key!r} in an object")
+            seen.add(key)
+    return result
+
+
+def _stdlib_loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_CONSTANTS.__getitem__, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as err:
+        raise InvalidInput(str(err)) from None
+
+
+def _count_keys(doc: Any) -> int:
+    count, stack = 0, [doc]
+    while stack:
+        value = stack.pop()
+        if type(value) is dict:
+            count += len(value)
+            stack.extend(v for v in value.values() if type(v) is dict or type(v) is list)
+        else:
+            stack.extend(v for v in value if type(v) is dict or type(v) is list)
+    return count
+
+
+def _check_unique_keys(body: bytes | memoryview, doc: Any) -> None:
+    """Cheap when there is nothing to find: the key tokens in the bytes are counted and compared
+    with the keys orjson kept; only a mismatch (a duplicate, or '":' inside a string) pays for the
+    stdlib parser's exact check."""
+    tokens = len(_KEY_TOKEN.findall(body))
+    if tokens == 0 or (type(doc) is dict and tokens == len(doc)) or tokens == _count_keys(doc):
+        return
+    _stdlib_loads(bytes(body))
 
 
 def parse_predict_body(body: bytes | memoryview) -> PredictBody:

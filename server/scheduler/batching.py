@@ -80,7 +80,7 @@ def concat_requests(requests: list[InferRequest]) -> InferRequest:
                 joined.extend(r.inputs[name])
             inputs[name] = joined
     return InferRequest(inputs=inputs, batch_size=sum(r.batch_size for r in requests),
-                        parameters=first.parameters, headers=first.headers)
+                        parameters=first.parameters, headers=first.headers, parts=requests)
 
 
 def split_response(response: InferResponse, requests: list[InferRequest]) -> list[InferResponse]:
@@ -90,8 +90,10 @@ def split_response(response: InferResponse, requests: list[InferRequest]) -> lis
     parts = []
     offset = 0
     outputs = list(response.outputs.items())
+    metadata = list(response.metadata.items())
     for r in requests:
         end = offset + r.batch_size
-        parts.append(InferResponse({name: value[offset:end] for name, value in outputs}))
+        parts.append(InferResponse({name: value[offset:end] for name, value in outputs},
+                                   {name: value[offset:end] for name, value in metadata}))
         offset = end
     return parts

@@ -68,6 +68,8 @@ def bodies(draw):
         text = text[:i] + draw(st.sampled_from(["", "]", "[", ",", "x", "\u00e9", "1e999", '"'])) + text[i + 1:]
     elif mutation == 1:
         text = text.replace('"instances"', '"instances": [[1]], "instances"', 1)  # a duplicate key
+    elif mutation == 2:
+        text = text.replace('"parameters"', '"parameters": {}, "parameters"', 1)
     return text.encode()
 
 

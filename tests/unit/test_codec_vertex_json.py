@@ -151,6 +151,23 @@ def test_bad_bodies_are_invalid_input_never_a_crash(body):
         decode(body, sig(TensorSpec("x", F32, (-1, 2))))
 
 
+@pytest.mark.parametrize("body, key", [
+    (b'{"instances": [[1, 2]], "instances": [[3, 4]]}', "instances"),
+    (b'{"instances": [[1, 2]], "parameters": {"a": 1, "a": 2}}', "a"),
+    (b'{"instances": [[1, 2]], "extra": 1, "extra": 2}', "extra"),
+    (b'{"instances": [{"x": [1, 2], "x" : [1, 2]}]}', "x"),
+    (b'{"instances": [[1, 2]], "p": [NaN], "p": 1}', "p"),
+])
+def test_duplicate_keys_are_refused_anywhere(body, key):
+    assert error(body, sig(TensorSpec("x", F32, (-1, 2)))) == f"invalid JSON: duplicate key '{key}' in an object"
+
+
+def test_a_key_token_inside_a_string_is_not_a_duplicate():
+    request, _ = decode(rb'{"instances": [[1, 2]], "parameters": {"a": "\":", "b": "\": x"}}',
+                        sig(TensorSpec("x", F32, (-1, 2))))
+    assert request.parameters == {"a": '":', "b": '": x'}
+
+
 @given(st.lists(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=3, max_size=3),
                 min_size=1, max_size=20))
 def test_float_rows_round_trip(rows):
