@@ -60,6 +60,8 @@ def _hyperserve(model_dir: Path, name: str, port: int, work: Path, kind: str, ex
     url = f"http://127.0.0.1:{port}"
     if kind == "image":
         extra = (*extra, "--framework", IMAGE_HANDLER)
+    if kind == "torchscript":  # the directory also holds TorchServe's batch-size-1 variant
+        model_dir = model_dir / "model.mar"
     return Launch([sys.executable, "-m", "hyperserve.server", "serve", str(model_dir), "--host", "127.0.0.1",
                    "--port", str(port), "--model-name", name, "--log-level", "warning", "--workers", "1", *extra],
                   {}, ROOT,
@@ -117,7 +119,7 @@ def _bentoml(model_dir: Path, name: str, port: int, work: Path, kind: str) -> La
     return Launch(argv, env, PEERS, url + "/readyz", url + "/predict")
 
 
-def _torchserve(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+def _torchserve(model_dir: Path, name: str, port: int, work: Path, kind: str, archive: str = "model.mar") -> Launch:
     url = f"http://127.0.0.1:{port}"
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.properties"
@@ -127,7 +129,7 @@ def _torchserve(model_dir: Path, name: str, port: int, work: Path, kind: str) ->
         "disable_token_authorization=true", "install_py_dep_per_model=false", f"model_store={model_dir}",
     ]) + "\n")
     argv = [str(VENVS / "torchserve" / "bin" / "torchserve"), "--start", "--foreground", "--ncs",
-            "--ts-config", str(config), "--model-store", str(model_dir), "--models", f"{name}=model.mar",
+            "--ts-config", str(config), "--model-store", str(model_dir), "--models", f"{name}={archive}",
             "--disable-token-auth"]
     env = {"LOG_LOCATION": str(work / "logs"), "METRICS_LOCATION": str(work / "logs")}
     return Launch(argv, env, work, f"{url}/ping", f"{url}/predictions/{name}")
@@ -170,6 +172,10 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
            lambda m, n, p, w, k: _hyperserve(m, n, p, w, k, ("--max-batch-size", "1")),
            workloads=frozenset({"W1", "W2", "W3", "W4"})),
     Server("torchserve", "torchserve", "torchserve", _torchserve, workloads=frozenset({"W4"}),
+           missing_for="TorchServe only serves its archives here (W4)"),
+    # TorchServe's default (batch size 1): the same archive without its model-config.yaml.
+    Server("torchserve-nobatch", "torchserve", "torchserve",
+           lambda m, n, p, w, k: _torchserve(m, n, p, w, k, "model-nobatch.mar"), workloads=frozenset({"W4"}),
            missing_for="TorchServe only serves its archives here (W4)"),
     Server("cpr", "cpr", "vertex", _cpr),
     Server("kserve", "kserve", "kserve-v1", _kserve),

@@ -155,6 +155,7 @@ class TorchServeHandler(Handler):
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise ServingError(f"pip install -r {path.name} failed: {result.stderr.strip()[-500:]}")
+        log.info("installed the archive's requirements from %s", path.name)
 
     def signature(self) -> Signature:
         return Signature((TensorSpec(ROWS),), (TensorSpec(PREDICTIONS),), max_batch_size=self.batch_size)

@@ -52,6 +52,19 @@ def test_compiled_models_serve_with_their_signature(start_server, tmp_path, kind
     assert predict(server, {"instances": ROWS}).status_code == 200
 
 
+@pytest.mark.skipif(not hasattr(getattr(torch, "_inductor", None), "aoti_load_package"),
+                    reason="needs torch >= 2.6 for AOTInductor packages")
+def test_an_aotinductor_package_serves(start_server, tmp_path):
+    from tests.helpers.torch_models import save_aoti_package
+
+    save_aoti_package(tmp_path / "model.pt2")
+    server = start_server([tmp_path])
+    answer = predict(server, {"instances": ROWS})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["predictions"], expected(), rtol=RTOL)
+    assert httpx.get(server.url + "/v1/models/model/metadata").json()["framework"] == "torch"
+
+
 def test_concurrent_requests_are_batched_and_split_exactly(start_server, tmp_path):
     import concurrent.futures
 

@@ -163,6 +163,15 @@ def test_a_malicious_archive_is_refused(start_server, tmp_path):
     assert not (tmp_path.parent / "escaped.py").exists()
 
 
+def test_requirements_are_reported_or_installed_on_request(torchserve_archives):
+    plain = str(torchserve_archives["plain"])  # its requirements.txt lists numpy, already installed
+    for flags, expected_line in (([], "they are not installed (pass --install-requirements"),
+                                 (["--install-requirements"], "installed the archive's requirements from requirements.txt")):
+        server = ServerProcess([plain, *flags]).wait_ready()
+        server.stop()
+        assert expected_line in server.output()
+
+
 def test_inspect_describes_an_archive(torchserve_archives):
     import sys
 
