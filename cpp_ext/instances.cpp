@@ -8,15 +8,47 @@ namespace {
 
 constexpr int kMaxDepth = 32;             // deeper bodies go to the Python path
 
-// Exact powers of ten as doubles (10^0 .. 10^22 are all representable). Clinger's fast path:
-// with a mantissa below 2^53 (15 digits) and |exponent| <= 22 both operands are exact doubles,
-// so one IEEE multiply or divide gives the correctly rounded result.
+// Exact powers of ten as doubles (10^0 .. 10^22 are all representable), for Clinger's fast path.
 constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                              1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 constexpr int64_t kExactInt = 1LL << 53;  // beyond this an int's double is not exact
 
 struct Decline {};  // thrown to hand the body to the Python path
+
+constexpr uint64_t kPow10Int[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
+
+// A run of ASCII digits, eight bytes at a time (SWAR, little-endian): one multiply per eight digits
+// instead of a dependent multiply-add per digit, which is what bounds a plain digit loop. Adds the
+// run's value to `mantissa` (wrapping past 19 digits: callers then use from_chars) and its length
+// to `count`; returns the first non-digit.
+inline const char* digit_run(const char* p, const char* end, uint64_t& mantissa, int& count) {
+  while (end - p >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    // Per byte: a digit has high nibble 3 both as is and plus 6. A carry out of a byte can only
+    // come from a non-digit, after which the later bytes do not matter.
+    uint64_t not_digit = ((v & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL) |
+                         (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL);
+    int n = not_digit ? __builtin_ctzll(not_digit) / 8 : 8;
+    if (n == 0) return p;
+    if (n < 8) {  // keep the n digits in the high bytes, pad the low ones with '0'
+      int shift = 8 * (8 - n);
+      v = (v << shift) | (0x3030303030303030ULL >> (64 - shift));
+    }
+    v -= 0x3030303030303030ULL;
+    v = (v * 10) + (v >> 8);
+    v = (((v & 0x000000FF000000FFULL) * 0x000F424000000064ULL) +
+         (((v >> 16) & 0x000000FF000000FFULL) * 0x0000271000000001ULL)) >> 32;
+    mantissa = mantissa * kPow10Int[n] + v;
+    count += n;
+    p += n;
+    if (n < 8) return p;
+  }
+  for (; p < end && static_cast<unsigned char>(*p - '0') < 10; ++p, ++count)
+    mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
+  return p;
+}
 
 class Parser {
  public:
@@ -229,10 +261,7 @@ class Parser {
     if (p < end && *p == '0') {
       ++p;
     } else if (p < end && *p >= '1' && *p <= '9') {
-      for (; p < end && *p >= '0' && *p <= '9'; ++p) {
-        mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
-        ++digits;
-      }
+      p = digit_run(p, end, mantissa, digits);
     } else {
       throw Decline{};
     }
@@ -240,16 +269,13 @@ class Parser {
     bool is_float = false;
     if (p < end && *p == '.') {
       ++p;
-      if (!(p < end && *p >= '0' && *p <= '9')) throw Decline{};
-      for (; p < end && *p >= '0' && *p <= '9'; ++p) {
-        if (mantissa == 0 && *p == '0') {
-          --exponent;
-          continue;
-        }
-        mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
-        --exponent;
-        ++digits;
-      }
+      // Leading zeros of "0.000123" count as digits here: that only sends a number to the exact
+      // from_chars path sooner (beyond 19 digits), never to a wrong result.
+      int fraction_digits = 0;
+      p = digit_run(p, end, mantissa, fraction_digits);
+      if (fraction_digits == 0) throw Decline{};
+      exponent -= fraction_digits;
+      digits += fraction_digits;
       is_float = true;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
@@ -273,7 +299,9 @@ class Parser {
       return;
     }
     double value;
-    if (digits <= 15 && exponent >= -22 && exponent <= 22) {
+    // Clinger: a mantissa of at most 2^53 and a power of ten of at most 10^22 are both exact
+    // doubles, so one IEEE multiply or divide rounds correctly (19 digits cannot have wrapped).
+    if (digits <= 19 && mantissa <= static_cast<uint64_t>(kExactInt) && exponent >= -22 && exponent <= 22) {
       value = static_cast<double>(mantissa);
       if (exponent < 0) value /= kPow10[-exponent];
       else if (exponent > 0) value *= kPow10[exponent];

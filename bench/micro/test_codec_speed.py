@@ -35,15 +35,53 @@ def _speed(benchmark, size: int):
         benchmark.extra_info["mb_per_s"] = round(size / benchmark.stats.stats.mean / 1e6, 1)
 
 
-@pytest.mark.parametrize("name", ["hyperserve", "orjson+numpy", "stdlib json+numpy"])
-def test_decode_64x784_float32(benchmark, name):
-    decode = {
-        "hyperserve": lambda: vertex_json.decode_predict_request(MLP_BODY, MLP_SIG),
-        "orjson+numpy": lambda: np.asarray(orjson.loads(MLP_BODY)["instances"], dtype=np.float32),
-        "stdlib json+numpy": lambda: np.asarray(json.loads(MLP_BODY)["instances"], dtype=np.float32),
-    }[name]
+# 64×784 float32 values written two more ways: float32's shortest repr (7-9 digits), as clients that
+# serialize float32 arrays send them, and `json.dumps(array.tolist())` (each float32 as the
+# 16-17 digit repr of its double, a 1.0 MB body: the issue's baseline body).
+_F32 = RNG.random((64, 784)).astype(np.float32)
+MLP_BODIES = {
+    "6 decimals": MLP_BODY,
+    "float32 shortest": orjson.dumps({"instances": _F32}, option=orjson.OPT_SERIALIZE_NUMPY),
+    "float32.tolist()": json.dumps({"instances": _F32.tolist()}).encode(),
+}
+
+
+@pytest.fixture(scope="session")
+def from_chars_scan(tmp_path_factory):
+    """The bare std::from_chars scan (from_chars_scan.cpp), compiled with g++ -O2 as the issue did."""
+    import ctypes
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++ to build the from_chars reference scan")
+    lib = tmp_path_factory.mktemp("scan") / "scan.so"
+    subprocess.run(["g++", "-O2", "-std=c++17", "-shared", "-fPIC", str(Path(__file__).with_name("from_chars_scan.cpp")),
+                    "-o", str(lib)], check=True)
+    scan = ctypes.CDLL(str(lib)).from_chars_scan
+    scan.restype = ctypes.c_size_t
+    scan.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    return scan
+
+
+@pytest.mark.parametrize("body_name", list(MLP_BODIES))
+@pytest.mark.parametrize("name", ["hyperserve", "bare from_chars scan (C++)", "orjson+numpy", "stdlib json+numpy"])
+def test_decode_64x784_float32(benchmark, name, body_name, request):
+    body = MLP_BODIES[body_name]
+    if name == "bare from_chars scan (C++)":
+        scan = request.getfixturevalue("from_chars_scan")
+        out = np.empty(len(body), dtype=np.float32)
+        assert scan(body, len(body), out.ctypes.data) == 64 * 784
+        decode = lambda: scan(body, len(body), out.ctypes.data)  # noqa: E731
+    else:
+        decode = {
+            "hyperserve": lambda: vertex_json.decode_predict_request(body, MLP_SIG),
+            "orjson+numpy": lambda: np.asarray(orjson.loads(body)["instances"], dtype=np.float32),
+            "stdlib json+numpy": lambda: np.asarray(json.loads(body)["instances"], dtype=np.float32),
+        }[name]
     benchmark(decode)
-    _speed(benchmark, len(MLP_BODY))
+    _speed(benchmark, len(body))
 
 
 def test_decode_iris_one_row(benchmark):

@@ -127,6 +127,26 @@ def test_exactness_of_floats_and_ints():
     assert math.copysign(1, vertex_json.decode_predict_request(body, sig)[0].inputs["x"][4, 0]) == -1
 
 
+@pytest.mark.parametrize("int_digits", [1, 7, 8, 9, 16, 17, 19, 20])
+def test_digit_runs_of_every_length_round_correctly(int_digits):
+    # The native parser reads digits eight at a time: runs shorter than, equal to and longer than
+    # eight, ending right at the body's end or not, must all give Python's correctly rounded double.
+    rng = np.random.default_rng(int_digits)
+    texts = []
+    for frac_digits in range(0, 22):
+        whole = str(int(rng.integers(1, 10))) + "".join(str(d) for d in rng.integers(0, 10, int_digits - 1))
+        frac = "".join(str(d) for d in rng.integers(0, 10, frac_digits))
+        texts.append(whole + ("." + frac if frac else ""))
+        texts.append("0." + "0" * (frac_digits % 5) + (frac or "1"))
+    for tail in ("]]}", "]]}   \n"):
+        body = ('{"instances": [[' + ", ".join(texts) + tail).encode()
+        sig = Signature((TensorSpec("x", np.dtype(np.float64), (-1, len(texts))),), (TensorSpec("y"),))
+        if int_digits <= 9:  # short enough that the native path must take the whole body
+            assert native.decode_instances(body, 2, None) is not None
+        fast = vertex_json.decode_predict_request(body, sig)[0].inputs["x"][0]
+        assert fast.tolist() == [float(t) for t in texts]
+
+
 b64_values = st.one_of(
     st.binary(max_size=40).map(lambda b: __import__("base64").b64encode(b).decode()),
     st.binary(min_size=1, max_size=40).map(lambda b: __import__("base64").b64encode(b).decode().rstrip("=")),
