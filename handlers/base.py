@@ -67,6 +67,16 @@ class Handler(abc.ABC):
     def signature(self) -> Signature:
         """Inputs and outputs: names, dtypes (None: Python objects) and shapes (-1: variable)."""
 
+    def signature_named(self, name: str) -> Signature:
+        """The signature a request's ``signature_name`` asks for; models with one signature
+        answer every name with it (TF Serving's models override this)."""
+        return self.signature()
+
+    def queue_delay_s(self) -> float | None:
+        """A batching delay the artifact itself asks for (e.g. TF Serving's batch_timeout_micros);
+        used when the server sets none."""
+        return None
+
     @abc.abstractmethod
     def predict(self, request: InferRequest) -> InferResponse:
         """Run the model on a batch; every output's first dimension is the batch size."""

@@ -17,6 +17,7 @@ _BUILTIN = {
     "sklearn": "hyperserve.handlers.sklearn:SklearnHandler",
     "xgboost": "hyperserve.handlers.xgboost:XGBoostHandler",
     "torch": "hyperserve.handlers.pytorch:TorchHandler",
+    "tensorflow": "hyperserve.handlers.tensorflow:TensorFlowHandler",
 }
 
 
@@ -47,12 +48,12 @@ def load_class(name: str) -> type[Handler]:
 
 def _detect_by_name(model_path: Path) -> list[str]:
     """Match artifact file names without importing any framework."""
-    from . import onnx, pytorch, sklearn, torchserve, xgboost  # light: frameworks are imported in load()
+    from . import onnx, pytorch, sklearn, tensorflow, torchserve, xgboost  # light: frameworks load in load()
 
     matches = []
     for name, cls in (("torchserve", torchserve.TorchServeHandler), ("onnx", onnx.OnnxHandler),
                       ("sklearn", sklearn.SklearnHandler), ("xgboost", xgboost.XGBoostHandler),
-                      ("torch", pytorch.TorchHandler)):
+                      ("torch", pytorch.TorchHandler), ("tensorflow", tensorflow.TensorFlowHandler)):
         if cls.find_artifact(model_path) is not None:
             matches.append(name)
     return matches
@@ -74,7 +75,7 @@ def detect(model_path: Path) -> tuple[str, Path]:
         listing = sorted(p.name for p in model_path.iterdir()) if model_path.is_dir() else [model_path.name]
         raise ServingError(
             f"no model artifact found in {model_path} (files: {listing[:20]}); expected model.onnx, "
-            "model.joblib, model.pkl, model.bst, model.json, model.ubj, model.pt, model.pt2, a TorchServe "
+            "model.joblib, model.pkl, model.bst, model.json, model.ubj, model.pt, model.pt2, saved_model.pb, a TorchServe "
             "archive (.mar, .tar.gz or a directory with MAR-INF/MANIFEST.json), or pass --framework")
     name = matches[0]
     artifact = load_class(name).find_artifact(model_path)

@@ -36,6 +36,9 @@ OFF_LOOP_DECODE_BYTES = 256 * 1024
 _ALIVE = b'{"status":"alive"}'
 _READY = b'{"status":"ready"}'
 _HEALTHY = b'{"status":"Healthy"}'
+# hyperserve's lifecycle states as TF Serving's model_version_status (state, error_code).
+_TF_SERVING_STATES = {"starting": ("START", "OK"), "loading": ("LOADING", "OK"), "ready": ("AVAILABLE", "OK"),
+                      "failed": ("END", "UNKNOWN"), "draining": ("UNLOADING", "OK")}
 _TORCHSERVE_ERROR_TYPES = {400: "BadRequestException", 404: "ModelNotFoundException", 405: "MethodNotAllowedException",
                            413: "RequestEntityTooLargeException", 503: "ServiceUnavailableException",
                            504: "RequestTimeoutException", 507: "InsufficientStorageException"}
@@ -45,6 +48,10 @@ def _torchserve_error(status: int, message: str, headers: dict[str, str] | None 
     """TorchServe's error body: {"code", "type", "message"}."""
     kind = _TORCHSERVE_ERROR_TYPES.get(status, "InternalServerException" if status >= 500 else "BadRequestException")
     return Response.json({"code": status, "type": kind, "message": message}, status=status, headers=headers)
+
+
+def _signature_name(body: bytes | memoryview) -> str | None:
+    return vertex_json.parse_predict_body(body).signature_name
 
 
 def _rows_request(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
@@ -150,17 +157,26 @@ class App:
         return Response(200, _READY)
 
     def _model_status(self, request: Request, model: DeployedModel) -> Response:
-        if model.ready and not self.draining:
-            return Response.json({"name": model.name, "version": model.version, "ready": True})
-        return Response.json({"name": model.name, "version": model.version, "ready": False,
-                              "error": model.lifecycle.reason}, status=503)
+        """KServe v1's {"name", "ready"} and TF Serving's model_version_status in one body."""
+        state = model.lifecycle.state.value
+        tf_state, code = _TF_SERVING_STATES.get(state, ("UNKNOWN", "UNKNOWN"))
+        body = {"name": model.name, "version": model.version, "ready": model.ready and not self.draining,
+                "model_version_status": [{"version": model.version, "state": tf_state, "status": {
+                    "error_code": code, "error_message": "" if code == "OK" else model.lifecycle.reason}}]}
+        if body["ready"]:
+            return Response.json(body)
+        return Response.json({**body, "error": model.lifecycle.reason}, status=503)
 
     def _model_metadata(self, request: Request, model: DeployedModel) -> Response:
         if model.signature is None:
             return Response.error(503, f"model '{model.name}' is not loaded yet ({model.lifecycle.reason})")
-        return Response(200, vertex_json.dumps({"name": model.name, "version": model.version,
-                                                "framework": model.framework,
-                                                "signature": model.signature.describe()}))
+        body = {"name": model.name, "version": model.version, "framework": model.framework,
+                "signature": model.signature.describe()}
+        signature_defs = getattr(model.handler, "signature_defs", None)
+        if signature_defs is not None:  # TF Serving's metadata for SavedModels
+            body["model_spec"] = {"name": model.name, "signature_name": "", "version": model.version}
+            body["metadata"] = {"signature_def": {"signature_def": signature_defs()}}
+        return Response(200, vertex_json.dumps(body))
 
     def _model_stats(self, request: Request, model: DeployedModel) -> Response:
         runner = model.runner
@@ -212,16 +228,24 @@ class App:
                 decode = _rows_request
             else:
                 decode = vertex_json.decode_predict_request
-            if len(request.body) > OFF_LOOP_DECODE_BYTES:
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._codec_pool, decode, request.body, model.signature)
-            return decode(request.body, model.signature)
+            signature = model.signature
+            if not model.handler.takes_rows and b'"signature_name"' in request.body:
+                # Another signature has other inputs and dtypes: find which before decoding.
+                name = await self._run_codec(_signature_name, request.body)
+                if name is not None:
+                    signature = model.handler.signature_named(name)  # an unknown name is a 400
+            return await self._run_codec(decode, request.body, signature)
         infer_request = raw_codec.decode_raw_request(content_type, request.body, model.signature)
         if infer_request.raw is not None and not model.handler.accepts_raw:
             raise UnsupportedMediaType(
                 f"model '{model.name}' ({model.framework}) does not take {content_type or 'untyped'} bodies; "
                 "send application/json, application/x-npy or application/octet-stream")
         return infer_request, vertex_json.ROW
+
+    async def _run_codec(self, decode, body, *args):
+        if len(body) > OFF_LOOP_DECODE_BYTES:
+            return await asyncio.get_running_loop().run_in_executor(self._codec_pool, decode, body, *args)
+        return decode(body, *args)
 
     async def _infer(self, request: Request, model: DeployedModel, infer_request: InferRequest) -> InferResponse:
         infer_request.headers = request.headers

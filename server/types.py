@@ -67,6 +67,7 @@ class InferRequest:
     enqueued: float = 0.0  # time.monotonic() when the scheduler queued it
     batch_key: Any = None  # cached by the scheduler: which requests may share a framework call
     parts: list | None = None  # a batch's own requests, in order (for handlers that answer per request)
+    signature_name: str | None = None  # which of the model's signatures (TF Serving's signature_name)
 
 
 @dataclass(slots=True)

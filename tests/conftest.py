@@ -189,3 +189,14 @@ def torchserve_archives(tmp_path_factory, sklearn_dir):
     from tests.helpers.torch_models import build_archives
 
     return build_archives(tmp_path_factory.mktemp("archives"), sklearn_model=sklearn_dir / "model.joblib")
+
+
+@pytest.fixture(scope="session")
+def tf_saved_model(tmp_path_factory):
+    """TF Serving's layout: <model>/1/saved_model.pb with a signature per case (tests/helpers/tf_models.py)."""
+    pytest.importorskip("tensorflow", reason="needs tensorflow (pip install 'hyperserve[tensorflow]')")
+    from tests.helpers.tf_models import save_cases
+
+    root = tmp_path_factory.mktemp("tf")
+    save_cases(root / "1")
+    return root

@@ -161,7 +161,8 @@ def _decode_native(body: bytes | memoryview, signature: Signature) -> tuple[Infe
     doc = {key: parse_json(body[start:end]) for key, (start, end) in spans.items()}
     doc["instances"] = _PLACEHOLDER
     parsed = _envelope(doc)
-    request = InferRequest(inputs={spec.name: array}, batch_size=array.shape[0], parameters=parsed.parameters)
+    request = InferRequest(inputs={spec.name: array}, batch_size=array.shape[0], parameters=parsed.parameters,
+                           signature_name=parsed.signature_name)
     return request, ROW
 
 
@@ -220,7 +221,8 @@ def decode_predict_request_py(body: bytes | memoryview, signature: Signature) ->
         inputs = _columnar_inputs(parsed.data, signature.inputs, may_hold_bools)
         first = next(iter(inputs.values()))
         batch_size = len(first) if hasattr(first, "__len__") else 1
-    return InferRequest(inputs=inputs, batch_size=batch_size, parameters=parsed.parameters), parsed.format
+    return InferRequest(inputs=inputs, batch_size=batch_size, parameters=parsed.parameters,
+                        signature_name=parsed.signature_name), parsed.format
 
 
 def _row_inputs(instances: list, specs: tuple[TensorSpec, ...], bools: bool) -> dict[str, Any]:

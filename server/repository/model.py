@@ -135,8 +135,9 @@ class DeployedModel:
             max_batch_size = self.max_batch_size
             if self.signature.max_batch_size > 0:  # the model's own limit (e.g. a TorchServe batchSize)
                 max_batch_size = min(max_batch_size, self.signature.max_batch_size)
+            max_queue_delay = self.max_queue_delay or handler.queue_delay_s() or 0.0
             self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue,
-                                      max_batch_size=max_batch_size, max_queue_delay=self.max_queue_delay,
+                                      max_batch_size=max_batch_size, max_queue_delay=max_queue_delay,
                                       preferred_batch_sizes=self.preferred_batch_sizes)
             warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
         except Exception as err:

@@ -38,7 +38,7 @@ def _compute_key(request: InferRequest) -> tuple:
         else:
             return (_ALONE, request.id)
     params = orjson.dumps(request.parameters, option=orjson.OPT_SORT_KEYS) if request.parameters else b""
-    return tuple(parts), params
+    return tuple(parts), params, request.signature_name
 
 
 def take_batch(queue, max_rows: int) -> list:
@@ -80,7 +80,8 @@ def concat_requests(requests: list[InferRequest]) -> InferRequest:
                 joined.extend(r.inputs[name])
             inputs[name] = joined
     return InferRequest(inputs=inputs, batch_size=sum(r.batch_size for r in requests),
-                        parameters=first.parameters, headers=first.headers, parts=requests)
+                        parameters=first.parameters, headers=first.headers, parts=requests,
+                        signature_name=first.signature_name)
 
 
 def split_response(response: InferResponse, requests: list[InferRequest]) -> list[InferResponse]:
