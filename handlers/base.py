@@ -40,6 +40,7 @@ class Handler(abc.ABC):
     batchable: ClassVar[bool] = True
     accepts_raw: ClassVar[bool] = False
     takes_rows: ClassVar[bool] = False  # inputs are TorchServe rows (codecs.torchserve), not tensors
+    takes_request: ClassVar[bool] = False  # the whole parsed request in, the whole reply out (Vertex CPR)
     artifact_names: ClassVar[tuple[str, ...]] = ()
     artifact_suffixes: ClassVar[tuple[str, ...]] = ()
 

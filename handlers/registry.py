@@ -18,6 +18,7 @@ _BUILTIN = {
     "xgboost": "hyperserve.handlers.xgboost:XGBoostHandler",
     "torch": "hyperserve.handlers.pytorch:TorchHandler",
     "tensorflow": "hyperserve.handlers.tensorflow:TensorFlowHandler",
+    "cpr": "hyperserve.handlers.cpr:CprHandler",
 }
 
 

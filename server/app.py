@@ -19,6 +19,10 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
+from hyperserve.handlers.cpr import INSTANCES as CPR_INSTANCES
+from hyperserve.handlers.cpr import REQUEST as CPR_REQUEST
+from hyperserve.handlers.cpr import RESPONSE as CPR_RESPONSE
+from hyperserve.handlers.cpr import RawReply
 from hyperserve.handlers.torchserve.handler import PREDICTIONS, ROWS
 
 from .codecs import raw as raw_codec
@@ -28,7 +32,7 @@ from .errors import InvalidInput, ServingError, UnsupportedMediaType
 from .http import Request, Response
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
-from .types import InferRequest, InferResponse, Signature
+from .types import InferRequest, InferResponse, RawBody, Signature
 
 # JSON bodies larger than this are decoded on a codec thread, not on the event loop.
 OFF_LOOP_DECODE_BYTES = 256 * 1024
@@ -48,6 +52,30 @@ def _torchserve_error(status: int, message: str, headers: dict[str, str] | None 
     """TorchServe's error body: {"code", "type", "message"}."""
     kind = _TORCHSERVE_ERROR_TYPES.get(status, "InternalServerException" if status >= 500 else "BadRequestException")
     return Response.json({"code": status, "type": kind, "message": message}, status=status, headers=headers)
+
+
+def _cpr_request(request: Request, model: DeployedModel) -> InferRequest:
+    """A CPR predictor takes the whole request dict; a custom CPR handler the request itself."""
+    if model.handler.custom is not None:
+        return InferRequest(inputs={CPR_REQUEST: [None]}, batch_size=1,
+                            raw=RawBody(request.headers.get("content-type", ""), request.body))
+    if request.content_type != "application/json":  # as Google's DefaultSerializer
+        raise InvalidInput(f"Unsupported content type of the request: {request.content_type or None}. "
+                           "Currently supported content-type in DefaultSerializer: \"application/json\".")
+    doc = vertex_json.parse_json(request.body)
+    instances = doc.get("instances") if type(doc) is dict else None
+    if model.handler.row_wise and type(instances) is list and instances:
+        return InferRequest(inputs={CPR_INSTANCES: instances}, batch_size=len(instances))
+    return InferRequest(inputs={CPR_REQUEST: [doc]}, batch_size=1)
+
+
+def _cpr_response(result: Any) -> Response:
+    if isinstance(result, RawReply):
+        return Response(result.status, result.body, result.content_type, result.headers or None)
+    try:
+        return Response(200, vertex_json.dumps_tf(result, {"": result}))
+    except TypeError as err:
+        raise InvalidInput(f"JSON serialization failed for the prediction result: {err}") from None
 
 
 def _signature_name(body: bytes | memoryview) -> str | None:
@@ -205,6 +233,10 @@ class App:
             self._check_ready(model)
             infer_request, fmt = await self._decode(request, model)
             response = await self._infer(request, model, infer_request)
+            if model.handler.takes_request:
+                if CPR_RESPONSE in response.outputs:
+                    return _cpr_response(response.outputs[CPR_RESPONSE][0])
+                return _cpr_response({"predictions": response.outputs["predictions"]})
             if model.handler.takes_rows:
                 status = next((s for s in response.metadata.get("status", ()) if s != 200), 200)
                 return Response(status, torchserve_codec.predictions_body(response.outputs[PREDICTIONS], extra))
@@ -223,6 +255,8 @@ class App:
         """The body → an InferRequest for this model's handler, by Content-Type; large JSON bodies
         are decoded on a codec thread, not on the event loop."""
         content_type = request.content_type
+        if model.handler.takes_request:
+            return _cpr_request(request, model), vertex_json.ROW
         if is_json(content_type):
             if model.handler.takes_rows:
                 decode = _rows_request

@@ -52,18 +52,34 @@ def parse_sizes(value) -> tuple[int, ...]:
     return sizes
 
 
+def cpr_options(args: argparse.Namespace) -> dict[str, str]:
+    """A CPR predictor or handler from the flags or the variables Google's CPR image sets."""
+    from hyperserve.handlers.cpr import from_environment
+
+    predictor, handler = from_environment()
+    predictor, handler = args.predictor or predictor, args.cpr_handler or handler
+    if not predictor and not handler:
+        return {}
+    return {"predictor": predictor, "cpr_handler": handler}
+
+
 def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
     specs, default = model_specs(args)
+    cpr = cpr_options(args)
     models = []
     for spec in specs:
-        handler_config = HandlerConfig(device=spec.option(args, "device"),
+        framework = spec.option(args, "framework")
+        if cpr and framework in ("", "auto"):
+            framework = "cpr"
+        handler_config = HandlerConfig(options=dict(cpr) if framework == "cpr" else {},
+                                       device=spec.option(args, "device"),
                                        intra_op_threads=spec.option(args, "intra_op_threads"),
                                        inter_op_threads=spec.option(args, "inter_op_threads"),
                                        method=spec.option(args, "method"),
                                        trust_model_code=spec.option(args, "trust_model_code"),
                                        install_requirements=spec.option(args, "install_requirements"))
         models.append(DeployedModel(
-            spec.name, spec.uri, version=spec.version, framework=spec.option(args, "framework"),
+            spec.name, spec.uri, version=spec.version, framework=framework,
             handler_config=handler_config, cache_dir=Path(args.cache_dir),
             threads=spec.option(args, "model_threads"), max_queue=spec.option(args, "max_queue"),
             max_batch_size=spec.option(args, "max_batch_size"),

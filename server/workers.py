@@ -47,9 +47,26 @@ def gpu_count() -> int:
     return len(glob.glob("/dev/nvidia[0-9]*"))
 
 
+def cpr_workers(environ=os.environ) -> int:
+    """The worker count Google's CPR image would run (VERTEX_CPR_* knobs), or 0 when unset."""
+    try:
+        if environ.get("VERTEX_CPR_WEB_CONCURRENCY"):
+            return max(1, int(environ["VERTEX_CPR_WEB_CONCURRENCY"]))
+        if not environ.get("VERTEX_CPR_WORKERS_PER_CORE") and not environ.get("VERTEX_CPR_MAX_WORKERS"):
+            return 0
+        workers = max(1, int(float(environ.get("VERTEX_CPR_WORKERS_PER_CORE", "1")) * len(os.sched_getaffinity(0))))
+        if environ.get("VERTEX_CPR_MAX_WORKERS"):
+            workers = min(workers, max(1, int(environ["VERTEX_CPR_MAX_WORKERS"])))
+        return workers
+    except ValueError as err:
+        raise SystemExit(f"hyperserve: a VERTEX_CPR_* worker variable is not a number: {err}") from None
+
+
 def resolve_workers(args: argparse.Namespace) -> int:
     if args.workers > 0:
         return args.workers
+    if cpr_workers():
+        return cpr_workers()
     gpus = gpu_count() if args.device != "cpu" else 0
     return gpus or len(os.sched_getaffinity(0))
 

@@ -27,14 +27,15 @@ def free_port() -> int:
 class ServerProcess:
     """``hyperserve serve`` in a subprocess with the platform's environment."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, port: int | None = None,
+                 cwd: Path | None = None):
         self.port = port or free_port()
         # One worker unless a test asks for more: the defaults (one per core) vary by machine.
         self.env = {**os.environ, "AIP_HTTP_PORT": str(self.port), "PYTHONPATH": str(ROOT),
                     "HYPERSERVE_WORKERS": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hyperserve.server", "serve", "--host", "127.0.0.1", *args],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT))
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(cwd or ROOT))
         self.url = f"http://127.0.0.1:{self.port}"
         self._output: str | None = None
 

@@ -68,8 +68,7 @@ def _hyperserve(model_dir: Path, name: str, port: int, work: Path, kind: str, ex
                   url + "/health", url + "/predict")
 
 
-def _cpr(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
-    url = f"http://127.0.0.1:{port}"
+def _cpr_env(model_dir: Path, port: int, kind: str) -> dict[str, str]:
     env = {
         "AIP_HTTP_PORT": str(port), "AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/predict",
         "AIP_STORAGE_URI": str(model_dir),
@@ -79,10 +78,24 @@ def _cpr(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch
     }
     if kind == "image":
         env.update(PREDICTOR_MODULE="image_cpr", PREDICTOR_CLASS="MeanColourPredictor", PYTHONPATH=str(PEERS))
+    return env
+
+
+def _cpr(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    env = _cpr_env(model_dir, port, kind)
     argv = [str(VENVS / "cpr" / "bin" / "python"), "-m", "uvicorn", "--factory",
             "google.cloud.aiplatform.prediction.model_server:CprModelServer",
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning"]
     return Launch(argv, env, work, url + "/health", url + "/predict")
+
+
+def _hyperserve_cpr(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    """hyperserve running Google's own SklearnPredictor from the same environment as the CPR image."""
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "hyperserve.server", "serve", "--host", "127.0.0.1", "--workers", "1",
+            "--log-level", "warning"]
+    return Launch(argv, _cpr_env(model_dir, port, kind), work, url + "/health", url + "/predict")
 
 
 def _kserve(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
@@ -178,6 +191,8 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
            lambda m, n, p, w, k: _torchserve(m, n, p, w, k, "model-nobatch.mar"), workloads=frozenset({"W4"}),
            missing_for="TorchServe only serves its archives here (W4)"),
     Server("cpr", "cpr", "vertex", _cpr),
+    # The same CPR predictor under hyperserve (needs hyperserve[cpr] in this interpreter).
+    Server("hyperserve-cpr", None, "vertex", _hyperserve_cpr, workloads=frozenset({"W1", "W2"})),
     Server("kserve", "kserve", "kserve-v1", _kserve),
     Server("mlserver", "mlserver", "v2", _mlserver),
     Server("bentoml", "bentoml", "bentoml", _bentoml),
