@@ -7,8 +7,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# The CPU build of PyTorch first: a looser requirement would pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[all-cpu]'
+# The example is a scikit-learn model; '.[all-cpu]' adds every other CPU framework.
+.venv/bin/python -m pip install -q -e '.[sklearn]'
 [ -f examples/iris/model.joblib ] || .venv/bin/python examples/iris/make_model.py
 exec .venv/bin/hyperserve serve examples/iris "$@"
