@@ -115,10 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"date": datetime.date.today().isoformat(), "gpu": gpu_name(), "torch": torch.__version__,
             "cpus": os.cpu_count(), "model": "TorchScript MLP 512-4096-4096-10 float32",
             "request": "one row of 512 floats (Vertex JSON)", "duration_s": args.duration}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{meta['date']}-gpu-torch"
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# PyTorch on {meta['gpu']} ({meta['cpus']} CPUs), torch {meta['torch']}", "",
              f"{meta['model']}; {meta['request']}; {args.duration:g} s per level; hyperserve 1 worker.", "",
              "| config | concurrency | req/s | p50 ms | p99 ms | batch sizes (calls) |", "|---|---|---|---|---|---|"]
@@ -127,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         batches = ", ".join(f"{k}×{v}" for k, v in sorted(r["batch_sizes"].items(), key=lambda kv: int(kv[0]))[-6:])
         lines.append(f"| {r['config']} | {r['concurrency']} | {r['requests_per_s']:,.0f} | {lat.get('p50')} | "
                      f"{lat.get('p99')} | {batches} |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    report.save(Path(args.out) / f"{meta['date']}-gpu-torch", meta, rows, "\n".join(lines) + "\n")
     return 0
 
 

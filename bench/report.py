@@ -3,6 +3,7 @@ JSON, and matplotlib plots (latency CDF per server, throughput against concurren
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,12 @@ def plot_throughput(rows: list[dict[str, Any]], path: Path, series: str = "serve
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def save(stem, meta: dict[str, Any], rows: Any, markdown: str) -> None:
+    """``stem``.json (meta and rows) and ``stem``.md; the markdown is printed too."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown)
+    print(markdown)

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import report
 from .peers.run import RESULTS, build_w1, cpu_model, free_port, start, stop, wait_ready
 from .peers.servers import SERVERS
 
@@ -91,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
             "command": command}
     out = RESULTS / f"{stamp}-{host}-wrk-{args.name}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     base = rows["hyperserve predict"]["requests_per_s"]
     lines = [f"# {args.name} with wrk — {stamp}, {meta['cpu']} ({meta['cores']} cores), server on CPU "
              f"{args.server_cpu}, wrk -t1 -c{args.connections} on CPU {args.client_cpu}, {args.duration}s", "",
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         lines.append(f"| {name} | {r['requests_per_s']:,.0f} | {r.get('p50_ms')} | {r.get('p90_ms')} | "
                      f"{r.get('p99_ms')} | {r['requests_per_s'] / base:.2f}× |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    report.save(out, meta, rows, "\n".join(lines) + "\n")
     return 0
 
 

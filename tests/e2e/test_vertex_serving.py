@@ -132,7 +132,9 @@ def test_xgboost_with_nan_strings(start_server, xgboost_dir, iris):
 
 def test_kserve_and_sagemaker_profiles(start_server, sklearn_dir):
     server = start_server([sklearn_dir, "--model-name", "iris"])
-    assert httpx.get(server.url + "/v1/models/iris").json() == {"name": "iris", "version": "1", "ready": True}
+    status = httpx.get(server.url + "/v1/models/iris").json()
+    assert {k: status[k] for k in ("name", "version", "ready")} == {"name": "iris", "version": "1", "ready": True}
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"  # TF Serving's view of the same
     assert httpx.get(server.url + "/v1/models/other").status_code == 404
     r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert r.json() == {"predictions": [0]}
