@@ -100,6 +100,7 @@ class TensorFlowHandler(Handler):
                                "(export it with signatures=... or a @tf.function with an input_signature)")
         self.default = DEFAULT_SIGNATURE if DEFAULT_SIGNATURE in self.functions else sorted(self.functions)[0]
         self.batching = read_batching_parameters(model_dir)
+        self.methods = self._read_methods(model_dir)
         self.signatures: dict[str, Signature] = {}
         for name, fn in self.functions.items():
             inputs = fn.structured_input_signature[1]
@@ -110,6 +111,32 @@ class TensorFlowHandler(Handler):
                 max_batch_size=self.batching.get("max_batch_size", 0))
         self.device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
         log.info("SavedModel %s: signatures %s on %s", model_dir, sorted(self.functions), self.device)
+
+    @staticmethod
+    def _read_methods(model_dir: Path) -> dict[str, str]:
+        """Each signature's method_name (predict, classify, regress): the loaded object does not keep it."""
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        saved = saved_model_pb2.SavedModel()
+        binary = model_dir / "saved_model.pb"
+        try:
+            if binary.is_file():
+                saved.ParseFromString(binary.read_bytes())
+            else:
+                from google.protobuf import text_format
+
+                text_format.Parse((model_dir / "saved_model.pbtxt").read_text(), saved)
+        except Exception as err:  # noqa: BLE001 - the model loaded; only :classify/:regress need this
+            log.warning("could not read the signatures' method names: %s", err)
+            return {}
+        for graph in saved.meta_graphs:
+            if "serve" in graph.meta_info_def.tags:
+                return {name: sig.method_name for name, sig in graph.signature_def.items()}
+        return {}
+
+    def signature_method(self, name: str) -> str:
+        self.signature_named(name)
+        return self.methods.get(name) or "tensorflow/serving/predict"
 
     @staticmethod
     def _configure(tf, config: HandlerConfig) -> None:
@@ -151,7 +178,7 @@ class TensorFlowHandler(Handler):
             defs[name] = {
                 "inputs": {k: _tensor_info(v) for k, v in fn.structured_input_signature[1].items()},
                 "outputs": {k: _tensor_info(v) for k, v in fn.structured_outputs.items()},
-                "method_name": "tensorflow/serving/predict",
+                "method_name": self.methods.get(name) or "tensorflow/serving/predict",
             }
         return defs
 

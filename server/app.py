@@ -26,6 +26,7 @@ from hyperserve.handlers.cpr import RawReply
 from hyperserve.handlers.torchserve.handler import PREDICTIONS, ROWS
 
 from .codecs import raw as raw_codec
+from .codecs import tf_examples
 from .codecs import torchserve as torchserve_codec
 from .codecs import vertex_json
 from .errors import InvalidInput, ServingError, UnsupportedMediaType
@@ -288,6 +289,37 @@ class App:
             infer_request.deadline = time.monotonic() + timeout
         return await model.runner.infer(infer_request)
 
+    # -- TF Serving's :classify and :regress ---------------------------------------------------
+
+    def _classify(self, request: Request, model: DeployedModel) -> Awaitable[Response]:
+        return self._examples(request, model, tf_examples.CLASSIFY)
+
+    def _regress(self, request: Request, model: DeployedModel) -> Awaitable[Response]:
+        return self._examples(request, model, tf_examples.REGRESS)
+
+    async def _examples(self, request: Request, model: DeployedModel, method: str) -> Response:
+        """tf.Example inputs to a signature whose method_name is classify or regress."""
+        kind = "classification" if method == tf_examples.CLASSIFY else "regression"
+        try:
+            self._check_ready(model)
+            if not hasattr(model.handler, "signature_method"):
+                raise InvalidInput(f"model '{model.name}' ({model.framework}) has no {kind} signature: "
+                                   ":classify and :regress are for TensorFlow SavedModels")
+            examples, name = await self._run_codec(tf_examples.decode_examples, request.body)
+            name = name or model.handler.default
+            actual = model.handler.signature_method(name)  # an unknown name is a 400
+            if actual != method:
+                raise InvalidInput(f"Expected {kind} signature method_name to be {method}. Was: {actual}")
+            signature = model.handler.signature_named(name)
+            infer_request = InferRequest(inputs={signature.inputs[0].name: examples}, batch_size=len(examples),
+                                         signature_name=name)
+            response = await self._infer(request, model, infer_request)
+            result = (tf_examples.classify_result if method == tf_examples.CLASSIFY
+                      else tf_examples.regress_result)(response.outputs, len(examples))
+            return Response(200, vertex_json.dumps(result))
+        except ServingError as err:
+            return Response.error(err.status, err.message, err.headers or None)
+
     # -- TorchServe's inference API ----------------------------------------------------------
 
     def ping(self, request: Request) -> Response:
@@ -340,6 +372,8 @@ class App:
 # Suffixes of /v1/models/{m}[/versions/{v}] in match order; "" (the model's status) comes last.
 _MODEL_ROUTES = (
     (":predict", "POST", App._predict_named),
+    (":classify", "POST", App._classify),
+    (":regress", "POST", App._regress),
     ("/metadata", "GET", App._model_metadata),
     ("/stats", "GET", App._model_stats),
     ("", "GET", App._model_status),

@@ -93,6 +93,36 @@ def test_tf_serving_status_and_metadata_routes(server):
     assert post(server, {"instances": [[1, 2, 3, 4]]}, "/v1/models/cases/versions/7:predict").status_code == 404
 
 
+def test_classify_and_regress_take_tf_examples(server):
+    classify = post(server, {"signature_name": "classify", "examples": [{"x": [0.0, 0.0]}, {"x": [1.0, 3]}]},
+                    "/v1/models/cases:classify")
+    assert classify.status_code == 200, classify.text
+    result = classify.json()["result"]
+    assert [[label for label, _ in row] for row in result] == [["neg", "pos"], ["neg", "pos"]]
+    np.testing.assert_allclose([[score for _, score in row] for row in result],
+                               [[0.5, 0.5], [1 / (1 + np.e ** 2), 1 / (1 + np.e ** -2)]], rtol=1e-5)
+    regress = post(server, {"signature_name": "regress", "context": {"k": 2, "tag": "ab"},
+                            "examples": [{"x": [1.0, 2.0]}, {"x": [0.5, 0.5], "k": 0}]}, "/v1/models/cases:regress")
+    assert regress.json() == {"result": [12.0, 2.0]}  # (1+2)*(2+2), (0.5+0.5)*(0+2)
+    wrong = post(server, {"examples": [{"x": [1.0, 2.0]}]}, "/v1/models/cases:classify")
+    assert wrong.status_code == 400 and wrong.json()["error"] == (
+        "Expected classification signature method_name to be tensorflow/serving/classify. "
+        "Was: tensorflow/serving/predict")
+    bad = post(server, {"signature_name": "regress", "examples": [{"x": [1.0, None]}]}, "/v1/models/cases:regress")
+    assert bad.status_code == 400 and bad.json()["error"].startswith("examples[0].x[1]:")
+    assert post(server, {"signature_name": "regress", "examples": []}, "/v1/models/cases:regress").status_code == 400
+
+
+def test_tensorflow_and_torch_import_together():
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch", reason="needs torch (pip install torch==2.13.0)")
+    out = subprocess.run([sys.executable, "-c", "import torch, tensorflow; print('both')"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "both"
+
+
 def test_the_batching_file_sets_batch_size(tmp_path):
     from tests.helpers.tf_models import save_cases
 
