@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
+import numpy as np
 import orjson
 
 from hyperserve.handlers.cpr import INSTANCES as CPR_INSTANCES
@@ -35,8 +36,10 @@ from .repository.model import DeployedModel
 from .repository.models import ModelRepository
 from .types import InferRequest, InferResponse, RawBody, Signature
 
-# JSON bodies larger than this are decoded on a codec thread, not on the event loop.
+# JSON bodies larger than this are decoded on a codec thread, not on the event loop; replies whose
+# outputs hold more than this many bytes are encoded there.
 OFF_LOOP_DECODE_BYTES = 256 * 1024
+OFF_LOOP_ENCODE_BYTES = 256 * 1024
 
 _ALIVE = b'{"status":"alive"}'
 _READY = b'{"status":"ready"}'
@@ -77,6 +80,12 @@ def _cpr_response(result: Any) -> Response:
         return Response(200, vertex_json.dumps_tf(result, {"": result}))
     except TypeError as err:
         raise InvalidInput(f"JSON serialization failed for the prediction result: {err}") from None
+
+
+def _output_bytes(outputs: dict[str, Any]) -> int:
+    """About how much the outputs hold (arrays exactly, lists by length): cheap, no walk."""
+    return sum(value.nbytes if isinstance(value, np.ndarray) else 8 * len(value) if isinstance(value, list) else 0
+               for value in outputs.values())
 
 
 def _signature_name(body: bytes | memoryview) -> str | None:
@@ -241,7 +250,12 @@ class App:
             if model.handler.takes_rows:
                 status = next((s for s in response.metadata.get("status", ()) if s != 200), 200)
                 return Response(status, torchserve_codec.predictions_body(response.outputs[PREDICTIONS], extra))
-            body = vertex_json.encode_predict_response(response, infer_request.batch_size, fmt, extra)
+            args = (response, infer_request.batch_size, fmt, extra)
+            if _output_bytes(response.outputs) > OFF_LOOP_ENCODE_BYTES:  # large replies: a codec thread
+                body = await asyncio.get_running_loop().run_in_executor(
+                    self._codec_pool, vertex_json.encode_predict_response, *args)
+            else:
+                body = vertex_json.encode_predict_response(*args)
             return Response(200, body)
         except ServingError as err:
             return Response.error(err.status, err.message, err.headers or None)

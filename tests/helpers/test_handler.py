@@ -48,4 +48,6 @@ class ControlledHandler(Handler):
             return InferResponse({"y": [os.getpid()] * request.batch_size})
         if request.raw is not None:
             return InferResponse({"y": [len(request.raw.data)]})
+        if "wide" in params:  # a large reply: (batch, wide) floats
+            return InferResponse({"y": np.ones((request.batch_size, int(params["wide"])), dtype=np.float32)})
         return InferResponse({"y": request.inputs["x"].sum(axis=1)})

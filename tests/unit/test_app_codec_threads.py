@@ -1,0 +1,64 @@
+"""Large bodies are decoded, and large replies encoded, on a codec thread: never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import numpy as np
+import orjson
+
+from hyperserve.handlers.base import HandlerConfig
+from hyperserve.server import app as app_module
+from hyperserve.server.codecs import vertex_json
+from hyperserve.server.http import Request
+from hyperserve.server.repository.model import DeployedModel
+from hyperserve.server.repository.models import ModelRepository
+
+CONTROLLED = "tests.helpers.test_handler:ControlledHandler"
+
+
+def test_large_replies_are_encoded_off_the_loop(tmp_path, monkeypatch):
+    (tmp_path / "controlled.json").write_text("{}")
+    model = DeployedModel("m", str(tmp_path), framework=CONTROLLED, handler_config=HandlerConfig(),
+                          cache_dir=tmp_path, threads=1, max_queue=8)
+    model.load()
+    app = app_module.App(ModelRepository([model], "m"))
+    threads: list[tuple[str, int]] = []
+    encode = vertex_json.encode_predict_response
+
+    def recording(response, *args):
+        body = encode(response, *args)
+        threads.append((threading.current_thread().name, len(body)))
+        return body
+
+    monkeypatch.setattr(vertex_json, "encode_predict_response", recording)
+    decode = vertex_json.decode_predict_request
+    decoded_on: list[str] = []
+
+    def recording_decode(body, signature):
+        decoded_on.append(threading.current_thread().name)
+        return decode(body, signature)
+
+    monkeypatch.setattr(vertex_json, "decode_predict_request", recording_decode)
+
+    async def ask(wide: int):
+        body = orjson.dumps({"instances": [[1, 2]], "parameters": {"wide": wide}})
+        response = await app(Request("POST", "/predict", "", {"content-type": "application/json"}, body, "1.1", True))
+        return response
+
+    async def main():
+        small, large = await ask(10), await ask(200_000)  # 0.8 MB of float32 outputs
+        big_body = orjson.dumps({"instances": [[1.5, 2.5]] * 40_000})  # 0.4 MB of JSON
+        big = await app(Request("POST", "/predict", "", {"content-type": "application/json"}, big_body, "1.1", True))
+        assert big.status == 200
+        return small, large
+
+    small, large = asyncio.run(main())
+    assert decoded_on[:2] == [threading.main_thread().name] * 2 and decoded_on[2].startswith("codec")
+    app.close()
+    assert small.status == large.status == 200
+    assert np.asarray(json.loads(large.body)["predictions"]).shape == (1, 200_000)
+    assert threads[0][0] == threading.main_thread().name  # a small reply stays on the loop
+    assert threads[1][0].startswith("codec")  # the large one went to a codec thread
