@@ -40,6 +40,17 @@ def torch_dtype_to_numpy(dtype) -> np.dtype | None:
         return None
 
 
+def _is_aoti_package(path: Path) -> bool:
+    """AOTInductor packages hold compiled code under .../aotinductor/; torch.export programs do not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/aotinductor/" in name for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
 def choose_device(config: HandlerConfig):
     import torch
 
@@ -130,18 +141,20 @@ class TorchHandler(Handler):
     def _load_pt2(self, path: Path) -> None:
         import torch
 
-        try:
-            program = torch.export.load(str(path))
-        except Exception as export_error:  # noqa: BLE001 - not an ExportedProgram: an AOTInductor package?
+        if _is_aoti_package(path):
             loader = getattr(getattr(torch, "_inductor", None), "aoti_load_package", None)
             if loader is None:
-                raise ServingError(f"{path.name} is not a torch.export program ({export_error}) and this torch "
-                                   f"({torch.__version__}) cannot load AOTInductor packages") from None
+                raise ServingError(f"{path.name} is an AOTInductor package; this torch ({torch.__version__}) "
+                                   "cannot load those (torch >= 2.6 can)")
             self.module = loader(str(path))
             self.kind = "aoti"
+            # A package is compiled for one device: its inputs go there, whatever --device says.
+            metadata = self.module.get_metadata() if hasattr(self.module, "get_metadata") else {}
+            self.device = torch.device(metadata.get("AOTI_DEVICE_KEY") or self.device.type)
             self._inputs = (TensorSpec("input", np.dtype(np.float32)),)
             return
         self.kind = "export"
+        program = torch.export.load(str(path))
         self.module = program.module()
         self._inputs, self._outputs = self._program_signature(program)
 

@@ -54,6 +54,7 @@ def test_compiled_models_serve_with_their_signature(start_server, tmp_path, kind
 
 @pytest.mark.skipif(not hasattr(getattr(torch, "_inductor", None), "aoti_load_package"),
                     reason="needs torch >= 2.6 for AOTInductor packages")
+@pytest.mark.timeout(600)  # compiling the package takes about a minute on a small CI machine
 def test_an_aotinductor_package_serves(start_server, tmp_path):
     from tests.helpers.torch_models import save_aoti_package
 
@@ -63,6 +64,12 @@ def test_an_aotinductor_package_serves(start_server, tmp_path):
     assert answer.status_code == 200, answer.text
     np.testing.assert_allclose(answer.json()["predictions"], expected(), rtol=RTOL)
     assert httpx.get(server.url + "/v1/models/model/metadata").json()["framework"] == "torch"
+    from hyperserve.handlers.base import HandlerConfig
+    from hyperserve.handlers.pytorch import TorchHandler
+
+    handler = TorchHandler()
+    handler.load(tmp_path / "model.pt2", HandlerConfig())
+    assert handler.describe()["kind"] == "aoti" and handler.describe()["device"] == "cpu"  # compiled for the CPU
 
 
 def test_concurrent_requests_are_batched_and_split_exactly(start_server, tmp_path):
