@@ -380,6 +380,9 @@ class App:
         for model in self.models:
             if model.runner is not None:
                 model.runner.close()
+            close = getattr(model.handler, "close", None)
+            if close is not None:
+                close()
 
 
 

@@ -64,6 +64,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--inter-op-threads", _env("INTER_OP_THREADS"), 0, int, "framework inter-op threads (0: its default)"),
     Option("--model-threads", _env("MODEL_THREADS"), 0, int,
            "framework calls in flight at once (0: 2 for frameworks that release the GIL, else 1)"),
+    Option("--isolation", _env("ISOLATION"), "thread", str,
+           "thread: the handler runs on the server's threads; process: in --model-threads child processes "
+           "(pure-Python handlers: parallel, and a crash fails only its call)"),
     Option("--max-batch-size", _env("MAX_BATCH_SIZE"), 64, int,
            "most instances queued requests may put into one framework call (1: no batching)"),
     Option("--preferred-batch-sizes", _env("PREFERRED_BATCH_SIZES"), "", str,

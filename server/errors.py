@@ -15,6 +15,13 @@ class ServingError(Exception):
             self.status = status
         self.headers = headers or {}
 
+    def __reduce__(self):  # keeps the status across a process boundary (process isolation)
+        return _rebuild, (type(self), self.message, self.status, self.headers)
+
+
+def _rebuild(cls, message: str, status: int, headers: dict[str, str]) -> ServingError:
+    return cls(message, status=status, headers=headers)
+
 
 class InvalidInput(ServingError):
     """The request is malformed: bad JSON, wrong shape or type (400)."""

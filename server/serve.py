@@ -71,7 +71,13 @@ def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
         framework = spec.option(args, "framework")
         if cpr and framework in ("", "auto"):
             framework = "cpr"
-        handler_config = HandlerConfig(options=dict(cpr) if framework == "cpr" else {},
+        options = dict(cpr) if framework == "cpr" else {}
+        isolation = spec.option(args, "isolation")
+        if isolation not in ("thread", "process"):
+            raise ServingError(f"--isolation takes thread or process, got {isolation!r}")
+        if isolation == "process":
+            options.update(isolation="process", processes=max(1, spec.option(args, "model_threads")))
+        handler_config = HandlerConfig(options=options,
                                        device=spec.option(args, "device"),
                                        intra_op_threads=spec.option(args, "intra_op_threads"),
                                        inter_op_threads=spec.option(args, "inter_op_threads"),

@@ -94,7 +94,8 @@ async def _prepare(args, app, models, limits) -> int | None:
             framework = model.framework
             if framework in ("", "auto"):
                 framework, _ = registry.detect(latest_version_dir(__import__("pathlib").Path(model.uri))[0])
-            if registry.load_class(framework).fork_safe:
+            isolated = model.handler_config.options.get("isolation") == "process"  # its children load it
+            if registry.load_class(framework).fork_safe and not isolated:
                 model.load_artifacts()
 
     job = in_background(prepare, loop, "prepare-models")

@@ -49,7 +49,13 @@ def load_handler(uri: str, *, framework: str, config: HandlerConfig, cache_dir: 
         artifact = cls.find_artifact(path) if path.is_dir() else path
         if artifact is None:
             artifact = path  # the handler decides what a whole directory means
-    handler = registry.load_class(framework)()
+    cls = registry.load_class(framework)
+    if config.options.get("isolation") == "process":
+        from ..scheduler.isolation import IsolatedHandler
+
+        handler = IsolatedHandler(cls, framework, config.options.get("processes", 1))
+    else:
+        handler = cls()
     handler.load(artifact, config)
     return LoadedArtifacts(framework, artifact, handler)
 
@@ -131,7 +137,7 @@ class DeployedModel:
         """Create the runner (threads never cross a fork), warm up, turn ready."""
         try:
             handler = self.handler
-            threads = self.threads or (2 if handler.releases_gil else 1)
+            threads = getattr(handler, "processes", 0) or self.threads or (2 if handler.releases_gil else 1)
             max_batch_size = self.max_batch_size
             if self.signature.max_batch_size > 0:  # the model's own limit (e.g. a TorchServe batchSize)
                 max_batch_size = min(max_batch_size, self.signature.max_batch_size)

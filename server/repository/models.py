@@ -23,7 +23,7 @@ from ..errors import NotFound, ServingError
 
 PER_MODEL_KEYS = {"framework", "method", "device", "model_threads", "max_queue", "max_batch_size",
                   "max_queue_delay_us", "intra_op_threads", "inter_op_threads", "warmup_requests", "warmup_file",
-                  "preferred_batch_sizes", "trust_model_code", "install_requirements"}
+                  "preferred_batch_sizes", "trust_model_code", "install_requirements", "isolation"}
 
 
 @dataclass

@@ -42,6 +42,10 @@ class ControlledHandler(Handler):
         time.sleep(float(params.get("sleep", 0)))
         if "raise" in params:
             raise ValueError(params["raise"])
+        if "exit" in params:  # a crash that takes the whole process down
+            import os
+
+            os._exit(int(params["exit"]))
         if "pid" in params:
             import os
 
