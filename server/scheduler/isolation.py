@@ -69,13 +69,15 @@ class IsolatedHandler(Handler):
     releases_gil = True  # the work happens in other processes
 
     def __init__(self, cls: type[Handler], framework: str, processes: int):
+        if cls.takes_request:
+            raise ServingError(f"--isolation process does not apply to {framework} models (a CPR predictor "
+                               "runs one call at a time on its own thread); use --workers for more processes")
         self.cls = cls
         self.framework = framework
         self.processes = max(1, processes)
         self.batchable = cls.batchable
         self.accepts_raw = cls.accepts_raw
         self.takes_rows = cls.takes_rows
-        self.takes_request = cls.takes_request
 
     def load(self, artifact: Path, config: HandlerConfig) -> None:
         self._args = (self.framework, str(artifact), config)
