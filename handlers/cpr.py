@@ -83,6 +83,7 @@ class CprHandler(Handler):
         artifacts_uri = str(artifact if artifact.is_dir() else artifact.parent)
         predictor_class = import_object(predictor_target, "predictor") if predictor_target else None
         self.custom = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         if handler_target and handler_target != GOOGLE_DEFAULT_HANDLER:
             handler_class = import_object(handler_target, "CPR handler")
             self.custom = handler_class(artifacts_uri, predictor=predictor_class)
@@ -140,8 +141,10 @@ class CprHandler(Handler):
         async def receive():
             return {"type": "http.request", "body": body, "more_body": False}
 
+        if self._loop is None:  # one loop for the handler's coroutines, on its one model thread
+            self._loop = asyncio.new_event_loop()
         try:
-            response = asyncio.run(self.custom.handle(Request(scope, receive)))
+            response = self._loop.run_until_complete(self.custom.handle(Request(scope, receive)))
         except Exception as err:
             if type(err).__name__ == "HTTPException" and hasattr(err, "status_code"):
                 raise ServingError(str(err.detail), status=err.status_code) from None

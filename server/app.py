@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from hyperserve.handlers.cpr import INSTANCES as CPR_INSTANCES
+from hyperserve.handlers.cpr import PREDICTIONS as CPR_PREDICTIONS
 from hyperserve.handlers.cpr import REQUEST as CPR_REQUEST
 from hyperserve.handlers.cpr import RESPONSE as CPR_RESPONSE
 from hyperserve.handlers.cpr import RawReply
@@ -34,7 +35,7 @@ from .errors import InvalidInput, ServingError, UnsupportedMediaType
 from .http import Request, Response
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
-from .types import InferRequest, InferResponse, RawBody, Signature
+from .types import InferRequest, InferResponse, RawBody
 
 # JSON bodies larger than this are decoded on a codec thread, not on the event loop; replies whose
 # outputs hold more than this many bytes are encoded there.
@@ -58,17 +59,12 @@ def _torchserve_error(status: int, message: str, headers: dict[str, str] | None 
     return Response.json({"code": status, "type": kind, "message": message}, status=status, headers=headers)
 
 
-def _cpr_request(request: Request, model: DeployedModel) -> InferRequest:
-    """A CPR predictor takes the whole request dict; a custom CPR handler the request itself."""
-    if model.handler.custom is not None:
-        return InferRequest(inputs={CPR_REQUEST: [None]}, batch_size=1,
-                            raw=RawBody(request.headers.get("content-type", ""), request.body))
-    if request.content_type != "application/json":  # as Google's DefaultSerializer
-        raise InvalidInput(f"Unsupported content type of the request: {request.content_type or None}. "
-                           "Currently supported content-type in DefaultSerializer: \"application/json\".")
-    doc = vertex_json.parse_json(request.body)
+def _cpr_request(body: bytes | memoryview, row_wise: bool) -> InferRequest:
+    """A CPR predictor takes the whole request dict; Google's row-wise predictors take the
+    instances, so that concurrent requests can share a call."""
+    doc = vertex_json.parse_json(body)
     instances = doc.get("instances") if type(doc) is dict else None
-    if model.handler.row_wise and type(instances) is list and instances:
+    if row_wise and type(instances) is list and instances:
         return InferRequest(inputs={CPR_INSTANCES: instances}, batch_size=len(instances))
     return InferRequest(inputs={CPR_REQUEST: [doc]}, batch_size=1)
 
@@ -88,11 +84,7 @@ def _output_bytes(outputs: dict[str, Any]) -> int:
                for value in outputs.values())
 
 
-def _signature_name(body: bytes | memoryview) -> str | None:
-    return vertex_json.parse_predict_body(body).signature_name
-
-
-def _rows_request(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
+def _rows_request(body: bytes | memoryview) -> tuple[InferRequest, str]:
     rows, parameters = torchserve_codec.instance_rows(body)
     return InferRequest(inputs={ROWS: rows}, batch_size=len(rows), parameters=parameters), vertex_json.ROW
 
@@ -246,7 +238,7 @@ class App:
             if model.handler.takes_request:
                 if CPR_RESPONSE in response.outputs:
                     return _cpr_response(response.outputs[CPR_RESPONSE][0])
-                return _cpr_response({"predictions": response.outputs["predictions"]})
+                return _cpr_response({CPR_PREDICTIONS: response.outputs[CPR_PREDICTIONS]})
             if model.handler.takes_rows:
                 status = next((s for s in response.metadata.get("status", ()) if s != 200), 200)
                 return Response(status, torchserve_codec.predictions_body(response.outputs[PREDICTIONS], extra))
@@ -271,19 +263,19 @@ class App:
         are decoded on a codec thread, not on the event loop."""
         content_type = request.content_type
         if model.handler.takes_request:
-            return _cpr_request(request, model), vertex_json.ROW
+            if model.handler.custom is not None:  # a custom CPR handler reads the request itself
+                return InferRequest(inputs={CPR_REQUEST: [None]}, batch_size=1,
+                                    raw=RawBody(request.headers.get("content-type", ""), request.body)), vertex_json.ROW
+            if content_type != "application/json":  # as Google's DefaultSerializer
+                raise InvalidInput(f"Unsupported content type of the request: {content_type or None}. "
+                                   "Currently supported content-type in DefaultSerializer: \"application/json\".")
+            return await self._run_codec(_cpr_request, request.body, model.handler.row_wise), vertex_json.ROW
         if is_json(content_type):
             if model.handler.takes_rows:
-                decode = _rows_request
-            else:
-                decode = vertex_json.decode_predict_request
-            signature = model.signature
-            if not model.handler.takes_rows and b'"signature_name"' in request.body:
-                # Another signature has other inputs and dtypes: find which before decoding.
-                name = await self._run_codec(_signature_name, request.body)
-                if name is not None:
-                    signature = model.handler.signature_named(name)  # an unknown name is a 400
-            return await self._run_codec(decode, request.body, signature)
+                return await self._run_codec(_rows_request, request.body)
+            # A signature_name picks the signature (its inputs and dtypes); an unknown one is a 400.
+            return await self._run_codec(vertex_json.decode_predict_request, request.body, model.signature,
+                                         model.handler.signature_named)
         infer_request = raw_codec.decode_raw_request(content_type, request.body, model.signature)
         if infer_request.raw is not None and not model.handler.accepts_raw:
             raise UnsupportedMediaType(
@@ -360,18 +352,19 @@ class App:
             self._check_ready(model)
             if not model.handler.takes_rows:
                 return await self._predict(request, model, None)
-            rows = torchserve_codec.body_rows(request.headers.get("content-type", ""), request.body)
+            content_type = request.headers.get("content-type", "")  # multipart needs its boundary
+            rows = await self._run_codec(torchserve_codec.body_rows, request.body, content_type)
             infer_request = InferRequest(inputs={ROWS: rows}, batch_size=len(rows))
             response = await self._infer(request, model, infer_request)
             # A handler's header values are data: ones that could split the head are dropped.
             headers = {k: v for k, v in response.metadata.get("headers", [{}])[0].items()
                        if not any(c in f"{k}{v}" for c in "\r\n\0")}
-            content_type = headers.pop("content-type", None)
+            reply_type = headers.pop("content-type", None)
             try:
-                body, content_type = torchserve_codec.encode_item(response.outputs[PREDICTIONS][0], content_type)
+                body, reply_type = torchserve_codec.encode_item(response.outputs[PREDICTIONS][0], reply_type)
             except TypeError as err:
                 raise ServingError(f"unsupported model output data type: {err}", status=503) from None
-            return Response(response.metadata.get("status", [200])[0], body, content_type, headers or None)
+            return Response(response.metadata.get("status", [200])[0], body, reply_type, headers or None)
         except ServingError as err:
             return _torchserve_error(err.status, err.message, err.headers or None)
 

@@ -18,12 +18,12 @@ from typing import Any
 
 from ..errors import InvalidInput
 from .tensors import decode_b64_value, is_b64
-from .vertex_json import _envelope, dumps, parse_json
+from .vertex_json import dumps, parse_json, parse_predict_body
 
 
 def instance_rows(body: bytes | memoryview) -> tuple[list, dict[str, Any]]:
     """The Vertex envelope → (one row per instance, the request's parameters)."""
-    parsed = _envelope(parse_json(body))
+    parsed = parse_predict_body(body)
     if parsed.format != "row":
         raise InvalidInput("this model takes the row format: send {\"instances\": [...]}, not \"inputs\"")
     return [_row(instance, i) for i, instance in enumerate(parsed.data)], parsed.parameters
@@ -41,7 +41,7 @@ def _row(instance: Any, i: int) -> Any:
     return row
 
 
-def body_rows(content_type: str, body: bytes | memoryview) -> list[dict[str, Any]]:
+def body_rows(body: bytes | memoryview, content_type: str) -> list[dict[str, Any]]:
     """A /predictions body → its one row (TorchServe gives each request one row)."""
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
@@ -82,18 +82,6 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, Any]:
     return fields
 
 
-def _jsonable(value: Any) -> Any:
-    """Tensors (torch, numpy) become nested lists; the rest goes to orjson as it is."""
-    tolist = getattr(value, "tolist", None)
-    if tolist is not None and not isinstance(value, (bytes, bytearray, str)):
-        return tolist()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
 def encode_item(value: Any, content_type: str | None = None) -> tuple[bytes, str]:
     """One handler output as TorchServe sends it: bytes raw, str as UTF-8, anything else JSON."""
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -101,7 +89,7 @@ def encode_item(value: Any, content_type: str | None = None) -> tuple[bytes, str
     if isinstance(value, str):
         return value.encode("utf-8"), content_type or "text/plain; charset=utf-8"
     try:
-        return dumps(_jsonable(value)), content_type or "application/json"
+        return dumps(value), content_type or "application/json"
     except TypeError as err:
         raise TypeError(f"the handler returned a {type(value).__name__}, which cannot be sent as JSON: {err}") \
             from None
@@ -109,7 +97,7 @@ def encode_item(value: Any, content_type: str | None = None) -> tuple[bytes, str
 
 def predictions_body(values: list, extra: dict[str, Any] | None = None) -> bytes:
     """Outputs for the Vertex route: ``{"predictions": [...]}``, one per instance."""
-    doc: dict[str, Any] = {"predictions": [_jsonable(v) for v in values]}
+    doc: dict[str, Any] = {"predictions": values}
     if extra:
         doc.update(extra)
     return dumps(doc)

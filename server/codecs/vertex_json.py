@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -91,8 +91,9 @@ def _count_keys(doc: Any) -> int:
         value = stack.pop()
         if type(value) is dict:
             count += len(value)
-            stack.extend(v for v in value.values() if type(v) is dict or type(v) is list)
-        else:
+            value = value.values()
+        kinds = set(map(type, value))  # in C: a list of numbers is passed over without a Python loop
+        if dict in kinds or list in kinds:
             stack.extend(v for v in value if type(v) is dict or type(v) is list)
     return count
 
@@ -108,10 +109,10 @@ def _check_unique_keys(body: bytes | memoryview, doc: Any) -> None:
 
 
 def parse_predict_body(body: bytes | memoryview) -> PredictBody:
-    return _envelope(parse_json(body))
+    return envelope(parse_json(body))
 
 
-def _envelope(doc: Any) -> PredictBody:
+def envelope(doc: Any) -> PredictBody:
     """Check the top level of a predict body (the rules and messages of both paths)."""
     if not isinstance(doc, dict):
         raise InvalidInput(f"request body must be a JSON object with 'instances', got {json_type(doc)}")
@@ -140,7 +141,13 @@ def _envelope(doc: Any) -> PredictBody:
 _NATIVE_TARGETS = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int64): 3, np.dtype(np.int32): 4}
 
 
-def _decode_native(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str] | None:
+# Picks the signature a request's signature_name names (a TF Serving model has several); raises
+# InvalidInput for a name the model does not have.
+SignatureByName = Callable[[str], Signature]
+
+
+def _decode_native(body: bytes | memoryview, signature: Signature,
+                   by_name: SignatureByName | None) -> tuple[InferRequest, str] | None:
     """The C++ fast path for one numeric input in row format; None hands the body to Python,
     which then gives the same result or names the error."""
     if native is None or len(signature.inputs) != 1:
@@ -160,7 +167,11 @@ def _decode_native(body: bytes | memoryview, signature: Signature) -> tuple[Infe
         return None
     doc = {key: parse_json(body[start:end]) for key, (start, end) in spans.items()}
     doc["instances"] = _PLACEHOLDER
-    parsed = _envelope(doc)
+    parsed = envelope(doc)
+    if by_name is not None and parsed.signature_name is not None:
+        chosen = by_name(parsed.signature_name)
+        if chosen != signature:  # typed by another signature: the Python path decodes it
+            return decode_predict_request_py(body, chosen)
     request = InferRequest(inputs={spec.name: array}, batch_size=array.shape[0], parameters=parsed.parameters,
                            signature_name=parsed.signature_name)
     return request, ROW
@@ -200,17 +211,22 @@ except ImportError:  # pragma: no cover - pybase64 is a core dependency
         return native.b64decode(data)
 
 
-def decode_predict_request(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
-    """Bytes → InferRequest whose inputs follow the signature; also returns the format."""
-    fast = _decode_native(body, signature)
+def decode_predict_request(body: bytes | memoryview, signature: Signature,
+                           by_name: SignatureByName | None = None) -> tuple[InferRequest, str]:
+    """Bytes → InferRequest whose inputs follow the signature (or the one ``by_name`` gives for the
+    body's signature_name); also returns the format."""
+    fast = _decode_native(body, signature, by_name)
     if fast is not None:
         return fast
-    return decode_predict_request_py(body, signature)
+    return decode_predict_request_py(body, signature, by_name)
 
 
-def decode_predict_request_py(body: bytes | memoryview, signature: Signature) -> tuple[InferRequest, str]:
+def decode_predict_request_py(body: bytes | memoryview, signature: Signature,
+                              by_name: SignatureByName | None = None) -> tuple[InferRequest, str]:
     """The pure-Python path: the reference the native fast path must agree with."""
     parsed = parse_predict_body(body)
+    if by_name is not None and parsed.signature_name is not None:
+        signature = by_name(parsed.signature_name)
     # Without a `true`/`false` token anywhere in the body no value can be a boolean (cheap and exact).
     raw = body if isinstance(body, bytes) else bytes(body)
     may_hold_bools = b"true" in raw or b"false" in raw
@@ -294,6 +310,8 @@ def _default(obj: Any) -> Any:
             return bytes(obj).decode("utf-8")
         except UnicodeDecodeError:
             return {"b64": base64.b64encode(obj).decode("ascii")}
+    if hasattr(obj, "tolist"):  # other frameworks' tensors (a TorchServe handler's torch outputs)
+        return obj.tolist()
     raise TypeError(f"cannot encode a {type(obj).__name__} as JSON")
 
 

@@ -37,9 +37,9 @@ def test_large_replies_are_encoded_off_the_loop(tmp_path, monkeypatch):
     decode = vertex_json.decode_predict_request
     decoded_on: list[str] = []
 
-    def recording_decode(body, signature):
+    def recording_decode(body, signature, *by_name):
         decoded_on.append(threading.current_thread().name)
-        return decode(body, signature)
+        return decode(body, signature, *by_name)
 
     monkeypatch.setattr(vertex_json, "decode_predict_request", recording_decode)
 

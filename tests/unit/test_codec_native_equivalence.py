@@ -170,3 +170,22 @@ def test_b64_instances_agree_between_paths(instances, parameters):
     signature = Signature((TensorSpec("x", np.dtype(object), (-1,)),), (TensorSpec("y"),))
     assert outcome(vertex_json.decode_predict_request, body, signature) == outcome(
         vertex_json.decode_predict_request_py, body, signature)
+
+
+def test_signature_name_picks_the_signature_on_both_paths():
+    floats = Signature((TensorSpec("x", np.dtype(np.float32), (-1, 2)),), (TensorSpec("y"),))
+    ints = Signature((TensorSpec("x", np.dtype(np.int64), (-1, 2)),), (TensorSpec("y"),))
+
+    def by_name(name):
+        if name not in ("default", "ints"):
+            raise InvalidInput(f"no signature {name!r}")
+        return ints if name == "ints" else floats
+
+    body = b'{"signature_name": "ints", "instances": [[1, 2]]}'
+    assert native.decode_instances(body, 1, [2]) is not None  # the fast path takes it as floats first
+    for decode in (vertex_json.decode_predict_request, vertex_json.decode_predict_request_py):
+        request, _ = decode(body, floats, by_name)
+        assert request.inputs["x"].dtype == np.int64 and request.signature_name == "ints"
+        assert decode(body.replace(b"ints", b"default"), floats, by_name)[0].inputs["x"].dtype == np.float32
+        with pytest.raises(InvalidInput, match="no signature 'nope'"):
+            decode(body.replace(b"ints", b"nope"), floats, by_name)

@@ -134,13 +134,13 @@ def test_row_errors_name_the_path(body, message):
 
 
 def test_raw_bodies_become_one_row_typed_by_content_type():
-    assert codec.body_rows("application/json", b'{"a": [1]}') == [{"body": {"a": [1]}}]
-    assert codec.body_rows("text/plain; charset=utf-8", "é".encode()) == [{"body": "é"}]
-    assert codec.body_rows("image/png", memoryview(b"\x89PNG")) == [{"body": b"\x89PNG"}]
+    assert codec.body_rows(b'{"a": [1]}', "application/json") == [{"body": {"a": [1]}}]
+    assert codec.body_rows("é".encode(), "text/plain; charset=utf-8") == [{"body": "é"}]
+    assert codec.body_rows(memoryview(b"\x89PNG"), "image/png") == [{"body": b"\x89PNG"}]
     with pytest.raises(InvalidInput, match="body: a text/plain value is not valid UTF-8"):
-        codec.body_rows("text/plain", b"\xff")
+        codec.body_rows(b"\xff", "text/plain")
     with pytest.raises(InvalidInput, match="malformed multipart"):
-        codec.body_rows("multipart/form-data", b"--x\r\n")
+        codec.body_rows(b"--x\r\n", "multipart/form-data")
 
 
 def test_outputs_are_encoded_as_torchserve_does():
