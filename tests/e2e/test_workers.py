@@ -36,7 +36,7 @@ def test_workers_share_the_port_and_stop_on_sigterm(start_server, sklearn_dir):
 
 
 def test_killed_worker_is_replaced_and_no_answer_is_lost_or_mixed_up(start_server, controlled_dir):
-    server = start_server([controlled_dir(load_delay=1.0), "--framework", CONTROLLED, "--workers", "2"])
+    server = start_server([controlled_dir(load_delay=4.0), "--framework", CONTROLLED, "--workers", "2"])
     before = worker_pids(server)
     assert len(before) == 2
     answers: list[tuple[int, int]] = []
