@@ -1,10 +1,14 @@
-"""The same comparison with wrk (a C load generator) as the client: hyperserve's 1-row iris
-predict and transport, next to an empty uvicorn ASGI app, same run, same pinning.
+"""The scheduler benchmark (issue 5's table) with wrk, a C load generator, as the client: the 1-row
+iris predict on every server, in one run, with the same pinning.
 
   python -m hyperserve.bench.wrk_compare --duration 10 --connections 32
+  python -m hyperserve.bench.wrk_compare --scaling      # 1 vs 2 worker processes, wrk on the same cores
 
-Each server runs pinned to --server-cpu, wrk to --client-cpu. Writes
-bench/results/<date>-<host>-wrk-<name>.json and .md. Needs wrk (Debian package) and uvicorn.
+Each server runs pinned to --server-cpu, wrk (-t1) to --client-cpu. Peers that are not installed
+(bench/peers/install.sh) are listed as skipped. hyperserve's batch-size histogram over the run is
+read from /v1/models/model/stats. --scaling runs hyperserve with 1 and then 2 workers with the
+server and wrk (-t2) both unpinned on every core. Writes bench/results/<date>-<host>-wrk-<name>.json
+and .md. Needs wrk (Debian package).
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
+
 from . import report
-from .peers.run import RESULTS, build_w1, cpu_model, free_port, start, stop, wait_ready
-from .peers.servers import SERVERS
+from .peers.run import RESULTS, _batch_histogram, build_w1, cpu_model, free_port, start, stop, wait_ready
+from .peers.servers import SERVERS, request_body
+
+DEFAULT_SERVERS = "hyperserve,cpr,kserve,mlserver,bentoml,thin-asgi,uvicorn-empty"
 
 POST_LUA = """wrk.method = "POST"
-wrk.body = '%s'
+wrk.body = [==[%s]==]
 wrk.headers["Content-Type"] = "application/json"
 """
 
@@ -42,11 +51,13 @@ def parse_wrk(text: str) -> dict:
             result[f"p{pct}_ms"] = round(to_ms(m.group(1)), 3)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     result["non_2xx"] = int(errors.group(1)) if errors else 0
+    socket_errors = re.search(r"Socket errors: (.*)", text)
+    result["socket_errors"] = socket_errors.group(1).strip() if socket_errors else ""
     return result
 
 
-def run_wrk(url: str, lua: Path | None, args) -> dict:
-    base = ["taskset", "-c", args.client_cpu, "wrk", "-t1", f"-c{args.connections}"]
+def run_wrk(url: str, lua: Path | None, args, cpus: str, threads: int, connections: int) -> dict:
+    base = ["taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{connections}"]
     script = ["-s", str(lua)] if lua else []
     subprocess.run([*base, "-d2s", *script, url], capture_output=True, check=True)  # warm-up
     out = subprocess.run([*base, f"-d{args.duration}s", "--latency", *script, url],
@@ -54,36 +65,100 @@ def run_wrk(url: str, lua: Path | None, args) -> dict:
     return parse_wrk(out.stdout)
 
 
-def measure(server_name: str, model_dir: Path, work: Path, runs: list[tuple[str, str, Path | None]], args) -> dict:
+def measure(server_name: str, model_dir: Path, instances: list, work: Path, args, *, extra: tuple[str, ...] = (),
+            server_cpus: str, client_cpus: str, threads: int = 1, connections: int, live: bool = False) -> dict:
+    """One server: its predict under wrk (and hyperserve's /live, transport only)."""
+    server = SERVERS[server_name]
     port = free_port()
-    launch = SERVERS[server_name].launch(model_dir, "model", port, work / server_name, "sklearn")
+    launch = server.launch(model_dir, "model", port, work / server_name, "sklearn")
+    launch.argv = [*launch.argv, *extra]  # hyperserve with more flags (the last --workers wins)
     launch.cwd.mkdir(parents=True, exist_ok=True)
-    proc = start(launch, args.server_cpu, subprocess.DEVNULL)
+    log = (work / f"{server_name}{'-'.join(extra)}.log").open("w")
+    proc = start(launch, server_cpus, log)
     try:
-        wait_ready(launch.ready_url, proc, 120)
-        base = launch.predict_url.rsplit("/", 1)[0]
-        return {label: run_wrk(base + path, lua, args) for label, path, lua in runs}
+        wait_ready(launch.ready_url, proc, 180)
+        body = request_body(server.protocol, instances)
+        deadline = time.monotonic() + 120
+        while True:  # some servers answer their health route before their model is loaded
+            check = httpx.post(launch.predict_url, content=body, headers={"content-type": "application/json"},
+                               timeout=30)
+            if check.status_code == 200 or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        if check.status_code != 200:
+            raise RuntimeError(f"{server_name} predict answered {check.status_code}: {check.text[:300]}")
+        lua = work / f"{server_name}.lua"
+        lua.write_text(POST_LUA % body.decode())
+        base = launch.ready_url.rsplit("/", 1)[0]
+        before = _batch_histogram(base) if server_name == "hyperserve" else None
+        row = run_wrk(launch.predict_url, lua, args, client_cpus, threads, connections)
+        row["protocol"] = server.protocol
+        if before is not None:
+            after = _batch_histogram(base) or {}
+            row["batch_sizes"] = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
+        rows = {server_name: row}
+        if live:
+            rows[f"{server_name} GET /live (transport only)"] = run_wrk(
+                f"http://127.0.0.1:{port}/live", None, args, client_cpus, threads, connections)
+        return rows
     finally:
         stop(proc)
+        log.close()
+
+
+def histogram_text(batches: dict | None) -> str:
+    if not batches:
+        return ""
+    total = sum(batches.values())
+    top = sorted(batches.items(), key=lambda kv: -kv[1])[:4]
+    return ", ".join(f"{size}: {100 * n / total:.1f}%" for size, n in top) + f" of {total:,} calls"
+
+
+def table(rows: dict, reference: str) -> list[str]:
+    ref = rows.get(reference, {}).get("requests_per_s")
+    lines = ["| server | req/s | p50 ms | p90 ms | p99 ms | non-2xx | " + (f"× {reference} | " if ref else "")
+             + "batch sizes (share of calls) |", "|---|---|---|---|---|---|" + ("---|" if ref else "") + "---|"]
+    for name, r in rows.items():
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} |")
+            continue
+        ratio = f" {r['requests_per_s'] / ref:.1f}× |" if ref else ""
+        lines.append(f"| {name} | {r['requests_per_s']:,.0f} | {r.get('p50_ms')} | {r.get('p90_ms')} | "
+                     f"{r.get('p99_ms')} | {r.get('non_2xx', 0)} |{ratio} {histogram_text(r.get('batch_sizes'))} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="iris-1row")
+    parser.add_argument("--servers", default=DEFAULT_SERVERS, help=f"comma-separated (default: {DEFAULT_SERVERS})")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
+    parser.add_argument("--scaling", action="store_true",
+                        help="hyperserve with 1 and 2 workers, server and wrk unpinned (instead of the table)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="hyperserve-wrk-"))
     model_dir, instances = build_w1(work)
-    post = work / "post.lua"
-    post.write_text(POST_LUA % json.dumps({"instances": instances}))
-    rows = measure("hyperserve", model_dir, work, [("hyperserve predict", "/predict", post),
-                                                   ("hyperserve GET /live (transport only)", "/live", None)], args)
-    rows.update(measure("uvicorn-empty", model_dir, work, [("empty uvicorn ASGI app (no model)", "/predict", post)],
-                        args))
+    rows: dict[str, dict] = {}
+    every_cpu = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    if args.scaling:
+        for workers in (1, 2):
+            got = measure("hyperserve", model_dir, instances, work, args, extra=("--workers", str(workers)),
+                          server_cpus=every_cpu, client_cpus=every_cpu, threads=2,
+                          connections=2 * args.connections)
+            rows[f"hyperserve --workers {workers}"] = got["hyperserve"]
+    else:
+        for name in args.servers.split(","):
+            missing = SERVERS[name].available()
+            if missing:
+                rows[name] = {"skipped": missing}
+                continue
+            rows.update(measure(name, model_dir, instances, work, args, server_cpus=args.server_cpu,
+                                client_cpus=args.client_cpu, connections=args.connections,
+                                live=name == "hyperserve"))
 
     stamp, host = datetime.date.today().isoformat(), socket.gethostname()
     command = "python -m hyperserve.bench.wrk_compare " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -92,15 +167,19 @@ def main(argv: list[str] | None = None) -> int:
             "command": command}
     out = RESULTS / f"{stamp}-{host}-wrk-{args.name}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    base = rows["hyperserve predict"]["requests_per_s"]
-    lines = [f"# {args.name} with wrk — {stamp}, {meta['cpu']} ({meta['cores']} cores), server on CPU "
-             f"{args.server_cpu}, wrk -t1 -c{args.connections} on CPU {args.client_cpu}, {args.duration}s", "",
-             f"`{command}`", "", "| server | req/s | p50 ms | p90 ms | p99 ms | vs hyperserve predict |",
-             "|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['requests_per_s']:,.0f} | {r.get('p50_ms')} | {r.get('p90_ms')} | "
-                     f"{r.get('p99_ms')} | {r['requests_per_s'] / base:.2f}× |")
+    if args.scaling:
+        setup = (f"hyperserve and `wrk -t2 -c{2 * args.connections}` both on CPUs {every_cpu} (no pinning), "
+                 f"{args.duration}s; with 2 workers the batch sizes are those of the worker that answered "
+                 "the stats request")
+        reference = "hyperserve --workers 1"
+    else:
+        setup = (f"server on CPU {args.server_cpu}, `wrk -t1 -c{args.connections}` on CPU {args.client_cpu}, "
+                 f"{args.duration}s, body `{json.dumps({'instances': instances})}`")
+        reference = "cpr" if "cpr" in rows and "skipped" not in rows["cpr"] else "hyperserve"
+    lines = [f"# {args.name} with wrk — {stamp}, {meta['cpu']} ({meta['cores']} cores)", "", setup, "",
+             f"`{command}`", "", *table(rows, reference)]
     report.save(out, meta, rows, "\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
 
 

@@ -1,11 +1,14 @@
-// hyperserve._native: the codec's fast path. Every function here has a pure-Python twin
-// in hyperserve.server.codecs with identical results and error messages.
+// hyperserve._native: the codec's fast path, and the transport's parser for whole simple requests.
+// Every codec function has a pure-Python twin in hyperserve.server.codecs with identical results
+// and error messages; parse_request declines what it does not parse exactly as httptools does.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "base64.h"
+#include "http_request.h"
 #include "instances.h"
 
 namespace nb = nanobind;
@@ -145,6 +148,50 @@ nb::object b64_instance_spans(nb::handle body_obj) {
   return nb::make_tuple(spans, others);
 }
 
+PyObject* latin1(const uint8_t* data, const hyperserve::Span& span) {
+  PyObject* s = PyUnicode_DecodeLatin1(reinterpret_cast<const char*>(data + span.start),
+                                       static_cast<Py_ssize_t>(span.len), nullptr);
+  if (!s) throw nb::python_error();
+  return s;
+}
+
+// (method, path, query, headers, body, end, keep_alive) for the whole HTTP/1.1 request at
+// ``offset``, or None to hand the bytes to the general parser. Header names are lower-cased and
+// repeated headers joined by ", ", as the transport's httptools callbacks do.
+nb::object parse_request(nb::handle data_obj, size_t offset, size_t max_header_bytes, size_t max_body_bytes) {
+  BufferGuard guard;
+  Input in = as_input(data_obj, guard.view);
+  if (offset >= in.size) return nb::none();
+  hyperserve::ParsedRequest r = hyperserve::parse_http_request(in.data, in.size, offset, max_header_bytes, max_body_bytes);
+  if (!r.accepted) return nb::none();
+  static PyObject* methods[16] = {};
+  if (!methods[0])
+    for (size_t m = 0; m < hyperserve::kHttpMethodCount; ++m) methods[m] = PyUnicode_InternFromString(hyperserve::kHttpMethods[m]);
+  nb::dict headers;
+  std::string name;
+  for (const auto& h : r.headers) {
+    name.assign(reinterpret_cast<const char*>(in.data + h.name.start), h.name.len);
+    for (char& c : name) if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    nb::object key = nb::steal(PyUnicode_DecodeLatin1(name.data(), static_cast<Py_ssize_t>(name.size()), nullptr));
+    nb::object value = nb::steal(latin1(in.data, h.value));
+    if (!key.is_valid()) throw nb::python_error();
+    PyObject* previous = PyDict_GetItemWithError(headers.ptr(), key.ptr());
+    if (previous) {
+      value = nb::steal(PyUnicode_FromFormat("%U, %U", previous, value.ptr()));
+      if (!value.is_valid()) throw nb::python_error();
+    } else if (PyErr_Occurred()) {
+      throw nb::python_error();
+    }
+    if (PyDict_SetItem(headers.ptr(), key.ptr(), value.ptr()) != 0) throw nb::python_error();
+  }
+  nb::object path = nb::steal(latin1(in.data, r.path));
+  nb::object query = nb::steal(latin1(in.data, r.query));
+  PyObject* body = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(in.data + r.body.start),
+                                             static_cast<Py_ssize_t>(r.body.len));
+  if (!body) throw nb::python_error();
+  return nb::make_tuple(nb::borrow(methods[r.method]), path, query, headers, nb::steal(body), r.end, r.keep_alive);
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
@@ -157,6 +204,10 @@ NB_MODULE(_native, m) {
         "Fast path for {\"instances\": [[numbers]]}: (array, other key spans), or None to use the Python path.");
   m.def("b64_instance_spans", &b64_instance_spans, nb::arg("body"),
         "Spans of {\"instances\": [{\"b64\": ...}]} strings: (spans, other key spans), or None to decline.");
+  m.def("parse_request", &parse_request, nb::arg("data"), nb::arg("offset"), nb::arg("max_header_bytes"),
+        nb::arg("max_body_bytes"),
+        "One whole HTTP/1.1 request at offset: (method, path, query, headers, body, end, keep_alive), "
+        "or None to use the general parser.");
   m.def("b64decoded_length", &b64decoded_length, nb::arg("data"),
         "Length the data decodes to; raises ValueError on a bad length or padding.");
 }

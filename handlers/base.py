@@ -26,8 +26,9 @@ class Handler(abc.ABC):
     """One loaded model.
 
     Class attributes tell the scheduler how to run it: ``releases_gil`` (framework compute runs
-    outside the GIL, so threads scale) and ``batchable`` (requests may be concatenated along
-    dimension 0). ``accepts_raw`` says whether bodies other than tensors reach ``predict``;
+    outside the GIL, so threads scale), ``holds_gil`` (a call is Python from end to end and safe on
+    any thread: calls shorter than a millisecond then run on the event loop, where a thread would
+    only add a hand-off) and ``batchable`` (requests may be concatenated along dimension 0). ``accepts_raw`` says whether bodies other than tensors reach ``predict``;
     ``takes_rows`` that the model takes one Python object per instance, as TorchServe handlers do.
     ``fork_safe`` lets a supervisor load the model once and fork workers that share its memory
     copy-on-write; frameworks with thread pools (ONNX Runtime, OpenMP, torch) load in each worker.
@@ -37,6 +38,7 @@ class Handler(abc.ABC):
     name: ClassVar[str] = ""
     fork_safe: ClassVar[bool] = False  # a loaded model may be forked into worker processes
     releases_gil: ClassVar[bool] = True
+    holds_gil: ClassVar[bool] = False
     batchable: ClassVar[bool] = True
     accepts_raw: ClassVar[bool] = False
     takes_rows: ClassVar[bool] = False  # inputs are TorchServe rows (codecs.torchserve), not tensors

@@ -31,6 +31,7 @@ class SklearnHandler(Handler):
     name = "sklearn"
     fork_safe = True  # plain Python objects and numpy arrays
     releases_gil = False  # much of scikit-learn's per-call overhead is Python
+    holds_gil = True
     artifact_names = ("model.joblib", "model.pkl")
     artifact_suffixes = ()
 

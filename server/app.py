@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Awaitable, Callable
 
 import numpy as np
@@ -32,10 +34,13 @@ from .codecs import tf_examples
 from .codecs import torchserve as torchserve_codec
 from .codecs import vertex_json
 from .errors import InvalidInput, ServingError, UnsupportedMediaType
-from .http import Request, Response
+from .http import Deferred, Request, Response
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
+from .scheduler.runner import Ticket
 from .types import InferRequest, InferResponse, RawBody
+
+log = logging.getLogger("hyperserve.app")
 
 # JSON bodies larger than this are decoded on a codec thread, not on the event loop; replies whose
 # outputs hold more than this many bytes are encoded there.
@@ -78,10 +83,28 @@ def _cpr_response(result: Any) -> Response:
         raise InvalidInput(f"JSON serialization failed for the prediction result: {err}") from None
 
 
+def _failure(err: BaseException) -> Response:
+    """An exception that ends a request → its response: a ServingError says what it is; anything
+    else is a bug, logged, and a 500 that names only its type."""
+    if isinstance(err, ServingError):
+        return Response.error(err.status, err.message, err.headers or None)
+    log.error("unhandled error while answering a request", exc_info=err)
+    return Response.error(500, f"internal server error: {type(err).__name__}")
+
+
+def _predictions(result: InferResponse, batch_size: int, fmt: str, extra: dict[str, Any] | None) -> Response:
+    return Response(200, vertex_json.encode_predict_response(result, batch_size, fmt, extra))
+
+
 def _output_bytes(outputs: dict[str, Any]) -> int:
     """About how much the outputs hold (arrays exactly, lists by length): cheap, no walk."""
-    return sum(value.nbytes if isinstance(value, np.ndarray) else 8 * len(value) if isinstance(value, list) else 0
-               for value in outputs.values())
+    total = 0
+    for value in outputs.values():
+        if isinstance(value, np.ndarray):
+            total += value.nbytes
+        elif isinstance(value, list):
+            total += 8 * len(value)
+    return total
 
 
 def _rows_request(body: bytes | memoryview) -> tuple[InferRequest, str]:
@@ -220,35 +243,126 @@ class App:
 
     # -- predict ---------------------------------------------------------------------------
 
-    def predict_vertex(self, request: Request) -> Awaitable[Response]:
+    def predict_vertex(self, request: Request) -> Response | Deferred | Awaitable[Response]:
         extra = {"deployedModelId": self.deployed_model_id} if self.deployed_model_id else None
         return self._predict(request, self.models.default_model, extra)
 
-    def predict_default(self, request: Request) -> Awaitable[Response]:
+    def predict_default(self, request: Request) -> Response | Deferred | Awaitable[Response]:
         return self._predict(request, self.models.default_model, None)
 
-    def _predict_named(self, request: Request, model: DeployedModel) -> Awaitable[Response]:
+    def _predict_named(self, request: Request, model: DeployedModel) -> Response | Deferred | Awaitable[Response]:
         return self._predict(request, model, None)
 
-    async def _predict(self, request: Request, model: DeployedModel, extra: dict[str, Any] | None) -> Response:
+    def _predict(self, request: Request, model: DeployedModel,
+                 extra: dict[str, Any] | None) -> Response | Deferred | Awaitable[Response]:
         try:
             self._check_ready(model)
-            infer_request, fmt = await self._decode(request, model)
-            response = await self._infer(request, model, infer_request)
+        except ServingError as err:
+            return Response.error(err.status, err.message, err.headers or None)
+        handler = model.handler
+        if handler.takes_request or handler.takes_rows:
+            return self._predict_objects(request, model, extra)
+        return self._predict_tensors(request, model, extra)
+
+    # Tensor handlers (the hot path) run on callbacks, not a coroutine per request: decode (on a
+    # codec thread when large), queue for the model, encode (on a codec thread when large).
+
+    def _predict_tensors(self, request: Request, model: DeployedModel, extra: dict[str, Any] | None) -> Response | Deferred:
+        reply = Deferred()
+        if len(request.body) > OFF_LOOP_DECODE_BYTES:
+            self._off_loop(reply, lambda: self._decode_tensors(request, model),
+                           lambda decoded: self._queue_tensors(reply, request, model, decoded, extra))
+            return reply
+        try:
+            decoded = self._decode_tensors(request, model)
+        except ServingError as err:
+            return Response.error(err.status, err.message, err.headers or None)
+        self._queue_tensors(reply, request, model, decoded, extra)
+        return reply
+
+    def _decode_tensors(self, request: Request, model: DeployedModel) -> tuple[InferRequest, str]:
+        """The body → an InferRequest typed by the model's signature, by Content-Type."""
+        content_type = request.content_type
+        if is_json(content_type):
+            # A signature_name picks the signature (its inputs and dtypes); an unknown one is a 400.
+            return vertex_json.decode_predict_request(request.body, model.signature, model.handler.signature_named)
+        infer_request = raw_codec.decode_raw_request(content_type, request.body, model.signature)
+        if infer_request.raw is not None and not model.handler.accepts_raw:
+            raise UnsupportedMediaType(
+                f"model '{model.name}' ({model.framework}) does not take {content_type or 'untyped'} bodies; "
+                "send application/json, application/x-npy or application/octet-stream")
+        return infer_request, vertex_json.ROW
+
+    def _queue_tensors(self, reply: Deferred, request: Request, model: DeployedModel,
+                       decoded: tuple[InferRequest, str], extra: dict[str, Any] | None) -> None:
+        if reply.cancelled:  # the client left while its body was decoded
+            return
+        infer_request, fmt = decoded
+        try:
+            ticket = self._submit(request, model, infer_request,
+                                  partial(self._encode_tensors, reply, infer_request.batch_size, fmt, extra))
+        except ServingError as err:
+            reply.resolve(_failure(err))
+            return
+        reply.on_cancel = ticket.cancel
+
+    def _encode_tensors(self, reply: Deferred, batch_size: int, fmt: str, extra: dict[str, Any] | None,
+                        result: InferResponse | BaseException) -> None:
+        if isinstance(result, BaseException):
+            reply.resolve(_failure(result))
+            return
+        if _output_bytes(result.outputs) > OFF_LOOP_ENCODE_BYTES:
+            self._off_loop(reply, lambda: _predictions(result, batch_size, fmt, extra), reply.resolve)
+            return
+        try:
+            response = _predictions(result, batch_size, fmt, extra)
+        except Exception as err:  # noqa: BLE001 - e.g. an output JSON cannot hold
+            response = _failure(err)
+        reply.resolve(response)
+
+    def _off_loop(self, reply: Deferred, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        """``work()`` on a codec thread, then ``then(result)`` on the loop; a failure answers ``reply``."""
+        loop = asyncio.get_running_loop()
+
+        def back_on_loop(job):
+            try:
+                result = job.result()
+            except BaseException as err:  # noqa: BLE001 - answered as a response, never lost
+                reply.resolve(_failure(err))
+                return
+            then(result)
+
+        self._codec_pool.submit(work).add_done_callback(
+            lambda job: loop.call_soon_threadsafe(back_on_loop, job))
+
+    def _submit(self, request: Request, model: DeployedModel, infer_request: InferRequest, reply) -> Ticket:
+        return model.runner.submit(self._with_deadline(request, infer_request), reply)
+
+    def _with_deadline(self, request: Request, infer_request: InferRequest) -> InferRequest:
+        headers = infer_request.headers = request.headers
+        if infer_request.parameters or self.request_timeout > 0 or TIMEOUT_HEADER in headers:
+            timeout = request_timeout(headers, infer_request.parameters, self.request_timeout)
+            if timeout > 0:
+                infer_request.deadline = time.monotonic() + timeout
+        return infer_request
+
+    async def _predict_objects(self, request: Request, model: DeployedModel, extra: dict[str, Any] | None) -> Response:
+        """Handlers that take Python objects: CPR predictors (the whole request) and TorchServe
+        handlers (rows)."""
+        try:
             if model.handler.takes_request:
+                infer_request = await self._cpr_decode(request, model)
+                response = await self._infer(request, model, infer_request)
                 if CPR_RESPONSE in response.outputs:
                     return _cpr_response(response.outputs[CPR_RESPONSE][0])
                 return _cpr_response({CPR_PREDICTIONS: response.outputs[CPR_PREDICTIONS]})
-            if model.handler.takes_rows:
-                status = next((s for s in response.metadata.get("status", ()) if s != 200), 200)
-                return Response(status, torchserve_codec.predictions_body(response.outputs[PREDICTIONS], extra))
-            args = (response, infer_request.batch_size, fmt, extra)
-            if _output_bytes(response.outputs) > OFF_LOOP_ENCODE_BYTES:  # large replies: a codec thread
-                body = await asyncio.get_running_loop().run_in_executor(
-                    self._codec_pool, vertex_json.encode_predict_response, *args)
+            if is_json(request.content_type):
+                infer_request, _ = await self._run_codec(_rows_request, request.body)
             else:
-                body = vertex_json.encode_predict_response(*args)
-            return Response(200, body)
+                infer_request, _ = self._decode_tensors(request, model)
+            response = await self._infer(request, model, infer_request)
+            status = next((s for s in response.metadata.get("status", ()) if s != 200), 200)
+            return Response(status, torchserve_codec.predictions_body(response.outputs[PREDICTIONS], extra))
         except ServingError as err:
             return Response.error(err.status, err.message, err.headers or None)
 
@@ -258,30 +372,14 @@ class App:
         if not model.ready:
             raise model.not_ready_error()
 
-    async def _decode(self, request: Request, model: DeployedModel) -> tuple[InferRequest, str]:
-        """The body → an InferRequest for this model's handler, by Content-Type; large JSON bodies
-        are decoded on a codec thread, not on the event loop."""
-        content_type = request.content_type
-        if model.handler.takes_request:
-            if model.handler.custom is not None:  # a custom CPR handler reads the request itself
-                return InferRequest(inputs={CPR_REQUEST: [None]}, batch_size=1,
-                                    raw=RawBody(request.headers.get("content-type", ""), request.body)), vertex_json.ROW
-            if content_type != "application/json":  # as Google's DefaultSerializer
-                raise InvalidInput(f"Unsupported content type of the request: {content_type or None}. "
-                                   "Currently supported content-type in DefaultSerializer: \"application/json\".")
-            return await self._run_codec(_cpr_request, request.body, model.handler.row_wise), vertex_json.ROW
-        if is_json(content_type):
-            if model.handler.takes_rows:
-                return await self._run_codec(_rows_request, request.body)
-            # A signature_name picks the signature (its inputs and dtypes); an unknown one is a 400.
-            return await self._run_codec(vertex_json.decode_predict_request, request.body, model.signature,
-                                         model.handler.signature_named)
-        infer_request = raw_codec.decode_raw_request(content_type, request.body, model.signature)
-        if infer_request.raw is not None and not model.handler.accepts_raw:
-            raise UnsupportedMediaType(
-                f"model '{model.name}' ({model.framework}) does not take {content_type or 'untyped'} bodies; "
-                "send application/json, application/x-npy or application/octet-stream")
-        return infer_request, vertex_json.ROW
+    async def _cpr_decode(self, request: Request, model: DeployedModel) -> InferRequest:
+        if model.handler.custom is not None:  # a custom CPR handler reads the request itself
+            return InferRequest(inputs={CPR_REQUEST: [None]}, batch_size=1,
+                                raw=RawBody(request.headers.get("content-type", ""), request.body))
+        if request.content_type != "application/json":  # as Google's DefaultSerializer
+            raise InvalidInput(f"Unsupported content type of the request: {request.content_type or None}. "
+                               "Currently supported content-type in DefaultSerializer: \"application/json\".")
+        return await self._run_codec(_cpr_request, request.body, model.handler.row_wise)
 
     async def _run_codec(self, decode, body, *args):
         if len(body) > OFF_LOOP_DECODE_BYTES:
@@ -289,11 +387,7 @@ class App:
         return decode(body, *args)
 
     async def _infer(self, request: Request, model: DeployedModel, infer_request: InferRequest) -> InferResponse:
-        infer_request.headers = request.headers
-        timeout = request_timeout(request.headers, infer_request.parameters, self.request_timeout)
-        if timeout > 0:
-            infer_request.deadline = time.monotonic() + timeout
-        return await model.runner.infer(infer_request)
+        return await model.runner.infer(self._with_deadline(request, infer_request))
 
     # -- TF Serving's :classify and :regress ---------------------------------------------------
 
@@ -345,13 +439,13 @@ class App:
             model = self.models.get(name, version or None)
         except ServingError as err:
             return _torchserve_error(err.status, err.message)
+        if model.ready and not self.draining and not model.handler.takes_rows:
+            return self._predict(request, model, None)  # a tensor model: its JSON/raw predict
         return self._predict_rows(request, model)
 
     async def _predict_rows(self, request: Request, model: DeployedModel) -> Response:
         try:
             self._check_ready(model)
-            if not model.handler.takes_rows:
-                return await self._predict(request, model, None)
             content_type = request.headers.get("content-type", "")  # multipart needs its boundary
             rows = await self._run_codec(torchserve_codec.body_rows, request.body, content_type)
             infer_request = InferRequest(inputs={ROWS: rows}, batch_size=len(rows))

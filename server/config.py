@@ -72,7 +72,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--preferred-batch-sizes", _env("PREFERRED_BATCH_SIZES"), "", str,
            "comma-separated batch sizes to cut batches to when the queue can fill one (e.g. 8,16,32)"),
     Option("--max-queue-delay-us", _env("MAX_QUEUE_DELAY_US"), 0, int,
-           "microseconds a partial batch may wait for more requests (0: adaptive, run as soon as a call is free)"),
+           "microseconds a partial batch may wait for more requests (0: adaptive, see Batching)"),
     Option("--max-queue", _env("MAX_QUEUE"), 1024, int,
            "requests waiting per model before answering 503 with Retry-After"),
     Option("--warmup-requests", _env("WARMUP_REQUESTS"), 0, int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -147,6 +148,10 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
             pass
         exit_code = 1
     else:
+        # What loading left is long-lived (models, modules): collections stop walking it, which
+        # keeps the collector's pauses short on the request path.
+        gc.collect()
+        gc.freeze()
         if slots is not None:
             slots.set(index, True)
         await stop.wait()

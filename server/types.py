@@ -62,7 +62,7 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     raw: RawBody | None = None
-    id: int = field(default_factory=lambda: next(_request_ids))
+    id: int = field(default_factory=_request_ids.__next__)
     deadline: float | None = None  # time.monotonic() after which the request is answered 504
     enqueued: float = 0.0  # time.monotonic() when the scheduler queued it
     batch_key: Any = None  # cached by the scheduler: which requests may share a framework call

@@ -156,6 +156,14 @@ def _uvicorn_empty(model_dir: Path, name: str, port: int, work: Path, kind: str)
     return Launch(argv, {}, ROOT, url + "/", url + "/predict")
 
 
+def _thin_asgi(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(PEERS), "thin_asgi:app", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
+            "--http", "httptools"]
+    return Launch(argv, {"BENCH_MODEL_PATH": str(model_dir / "model.joblib")}, ROOT, url + "/", url + "/predict")
+
+
 def _nginx(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
     url = f"http://127.0.0.1:{port}"
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -196,6 +204,7 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
     Server("kserve", "kserve", "kserve-v1", _kserve),
     Server("mlserver", "mlserver", "v2", _mlserver),
     Server("bentoml", "bentoml", "bentoml", _bentoml),
+    Server("thin-asgi", None, "vertex", _thin_asgi, workloads=frozenset({"W1", "W2"})),
     Server("uvicorn-empty", None, "any", _uvicorn_empty, takes_model=False,
            workloads=frozenset({"W1", "W2", "W3", "W4"})),
     Server("nginx", None, "any", _nginx, takes_model=False, workloads=frozenset({"W1", "W2", "W3", "W4"})),

@@ -146,6 +146,19 @@ _NATIVE_TARGETS = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np
 SignatureByName = Callable[[str], Signature]
 
 
+def _native_plan(spec: TensorSpec) -> tuple | None:
+    """How the native path decodes this input: ("b64",), ("numbers", target, inner shape), or None."""
+    if spec.dtype is not None and spec.dtype.kind == "O" and spec.shape in (None, (-1,)):
+        return ("b64",)
+    target = 0 if spec.dtype is None else _NATIVE_TARGETS.get(spec.dtype)
+    if target is None:
+        return None
+    return ("numbers", target, None if spec.shape is None else list(spec.shape[1:]))
+
+
+_plans: dict[int, tuple[TensorSpec, tuple | None]] = {}  # id(spec) → (spec, plan); the spec keeps its id
+
+
 def _decode_native(body: bytes | memoryview, signature: Signature,
                    by_name: SignatureByName | None) -> tuple[InferRequest, str] | None:
     """The C++ fast path for one numeric input in row format; None hands the body to Python,
@@ -153,16 +166,23 @@ def _decode_native(body: bytes | memoryview, signature: Signature,
     if native is None or len(signature.inputs) != 1:
         return None
     spec = signature.inputs[0]
-    if spec.dtype is not None and spec.dtype.kind == "O" and spec.shape in (None, (-1,)):
+    cached = _plans.get(id(spec))
+    if cached is None or cached[0] is not spec:
+        if len(_plans) > 1024:
+            _plans.clear()
+        cached = _plans[id(spec)] = (spec, _native_plan(spec))
+    plan = cached[1]
+    if plan is None:
+        return None
+    if plan[0] == "b64":
         decoded = _decode_b64_instances(body)
     else:
-        target = 0 if spec.dtype is None else _NATIVE_TARGETS.get(spec.dtype)
-        if target is None:
-            return None
-        decoded = native.decode_instances(body, target, None if spec.shape is None else list(spec.shape[1:]))
+        decoded = native.decode_instances(body, plan[1], plan[2])
     if decoded is None:
         return None
     array, spans = decoded
+    if not spans:  # {"instances": [...]} alone, the usual body: nothing else to check
+        return InferRequest(inputs={spec.name: array}, batch_size=array.shape[0]), ROW
     if "inputs" in spans:
         return None
     doc = {key: parse_json(body[start:end]) for key, (start, end) in spans.items()}
@@ -363,9 +383,10 @@ def _plain(value: Any) -> Any:
 def dumps_tf(obj: Any, outputs: dict[str, Any]) -> bytes:
     """Like TF Serving: non-finite floats are written as bare NaN / Infinity / -Infinity tokens
     (orjson would write null). Checked per output array, so finite replies keep orjson's speed."""
-    if not any(_has_nonfinite(v) for v in outputs.values()):
-        return dumps(obj)
-    return json.dumps(_plain(obj), allow_nan=True, separators=(",", ":")).encode()
+    for value in outputs.values():
+        if _has_nonfinite(value):
+            return json.dumps(_plain(obj), allow_nan=True, separators=(",", ":")).encode()
+    return orjson.dumps(obj, default=_default, option=_DUMPS_OPTIONS)
 
 
 def predictions_payload(response: InferResponse, batch_size: int) -> Any:
@@ -381,8 +402,16 @@ def predictions_payload(response: InferResponse, batch_size: int) -> Any:
 def encode_predict_response(response: InferResponse, batch_size: int, fmt: str = ROW,
                             extra: dict[str, Any] | None = None, nonfinite: str = "tokens") -> bytes:
     """``nonfinite``: "tokens" writes NaN/Infinity bare (TF Serving, Vertex); "null" as JSON null."""
+    outputs = response.outputs
+    if fmt == ROW and len(outputs) == 1:
+        for name, value in outputs.items():
+            # The usual reply: one array of labels or counts, which cannot hold a non-finite number.
+            if type(value) is np.ndarray and value.dtype.kind in "iub" and not name.endswith("_bytes"):
+                doc = {"predictions": value}
+                if extra:
+                    doc.update(extra)
+                return orjson.dumps(doc, default=_default, option=_DUMPS_OPTIONS)
     if fmt == COLUMNAR:
-        outputs = response.outputs
         if len(outputs) == 1:
             name, value = next(iter(outputs.items()))
             doc: dict[str, Any] = {"outputs": _output_value(name, value)}

@@ -6,6 +6,9 @@ Rules this file keeps:
 - At any moment one deadline guards the connection, chosen by its phase (the table below).
 - Reading pauses while the peer does not read our writes, or while too many requests wait.
 - A protocol error answers 400 (or 413/431/408) after the responses already owed, then closes.
+- Whole simple requests (the usual case) are parsed by the native fast path in one call; whatever
+  it declines, and everything after that in the same read, goes to httptools. It only runs while
+  httptools is between messages.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from urllib.parse import unquote
 
 import httptools
 
-from .messages import Request, Response
+from ..native import native
+from .messages import Deferred, Request, Response
 
 if TYPE_CHECKING:
     from .server import HttpServer
@@ -72,13 +76,17 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self._pipeline: deque[Request | Response] = deque()
         self._in_app = False  # a request of this connection is inside the app
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task | None = None  # the app's awaitable answer, or
+        self._deferred: Deferred | None = None  # its callback-style answer
+        self._deferred_request: Request | None = None  # the request that answer is for
         self.deadline: float | None = None
         self._write_paused = False
         self._read_paused = False
         self._closing = False  # no further requests are read; close once owed responses are out
         self._linger = False  # the close follows an error: half-close and drain so the answer is not reset
         self._phase = IDLE
+        self._between_messages = True  # httptools holds no part of a message
+        self._fast_parse = native.parse_request if native is not None else None
         self._reset_message()
 
     # -- connection events -------------------------------------------------------------------
@@ -96,12 +104,19 @@ class HttpProtocol(asyncio.Protocol):
         self._cancel_timer()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
         self._pipeline.clear()
         self.transport = None
 
     def data_received(self, data: bytes):
         if self._closing:
             return  # after an error or "Connection: close" the rest of the stream is discarded
+        if self._between_messages and self._fast_parse is not None:
+            data = self._parse_whole_requests(data)
+            if not data:
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -133,6 +148,20 @@ class HttpProtocol(asyncio.Protocol):
             self._run_pipeline()
         self._update_reading()
 
+    def _parse_whole_requests(self, data: bytes) -> bytes:
+        """Serve the complete simple requests at the start of ``data``; return what is left."""
+        limits = self.limits
+        offset, size = 0, len(data)
+        while offset < size and not self._closing:
+            parsed = self._fast_parse(data, offset, limits.max_header_bytes, limits.max_body_bytes)
+            if parsed is None:
+                break
+            method, path, query, headers, body, offset, keep_alive = parsed
+            self._on_request(Request(method, path, query, headers, body, "1.1", keep_alive))
+        if self._closing:
+            return b""
+        return data[offset:] if offset else data
+
     # -- parser callbacks (called from feed_data) ------------------------------------------
 
     def _reset_message(self):
@@ -145,6 +174,7 @@ class HttpProtocol(asyncio.Protocol):
         self._expect_continue = False
 
     def on_message_begin(self):
+        self._between_messages = False
         self._set_phase(HEADERS)  # the message state was reset when the previous one completed
 
     def on_url(self, url: bytes):
@@ -194,6 +224,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self):
+        self._between_messages = True
         if self._closing:
             return  # pipelined after a "Connection: close" request or a protocol error: not ours to answer
         url = self._url
@@ -203,12 +234,15 @@ class HttpProtocol(asyncio.Protocol):
             path, query = _split_target(url)
         bodies = self._body
         parser = self.parser
-        keep_alive = parser.should_keep_alive()
         request = Request(parser.get_method().decode("ascii"), path, query, self._headers,
                           bodies[0] if len(bodies) == 1 else b"".join(bodies),
-                          parser.get_http_version(), keep_alive)
+                          parser.get_http_version(), parser.should_keep_alive())
         self._reset_message()
-        if not keep_alive:
+        self._on_request(request)
+
+    def _on_request(self, request: Request):
+        """A whole request arrived: run it now, or queue it behind the one in the app."""
+        if not request.keep_alive:
             self._closing = True  # nothing after a "Connection: close" request is read
         if self._in_app or self._pipeline or self._write_paused:
             self._pipeline.append(request)
@@ -233,9 +267,14 @@ class HttpProtocol(asyncio.Protocol):
             result = Response.error(500, f"internal server error: {type(err).__name__}")
         if type(result) is Response:
             self._write(result, request)
+            return
+        self._in_app = True
+        self._phase, self.deadline = WAITING_APP, None
+        if type(result) is Deferred:
+            self._deferred = result
+            self._deferred_request = request
+            result.then(self._deferred_done)
         else:
-            self._in_app = True
-            self._phase, self.deadline = WAITING_APP, None
             self._task = self.loop.create_task(self._await_app(request, result))
 
     def _run_pipeline(self):
@@ -260,11 +299,26 @@ class HttpProtocol(asyncio.Protocol):
         except Exception as err:
             log.exception("unhandled error in route for %s %s", request.method, request.path)
             response = Response.error(500, f"internal server error: {type(err).__name__}")
-        self._in_app = False
         self._task = None
+        self._app_done(request, response)
+
+    def _deferred_done(self, response: Response):
+        request = self._deferred_request
+        self._deferred = self._deferred_request = None
+        try:
+            self._app_done(request, response)
+        except Exception:  # noqa: BLE001 - a write failure must not reach whoever resolved the answer
+            log.exception("failed to answer %s %s", request.method, request.path)
+
+    def _app_done(self, request: Request, response: Response):
+        self._in_app = False
         if self.transport is None:
             return
         self._write(response, request)
+        if not (self._pipeline or self._closing or self._read_paused or self._write_paused):
+            # The usual keep-alive case: nothing queued, nothing to resume or close.
+            self._set_phase(self._phase if self._partial_message() else IDLE)
+            return
         self._run_pipeline()
         if self._partial_message() and not self._in_app:
             self._set_phase(self._phase)  # the next request's own deadline runs from now

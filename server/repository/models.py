@@ -112,20 +112,22 @@ class ModelRepository:
         for model in models:
             self._by_name.setdefault(model.name, {})[model.version] = model
         self.default = default
+        # The models never change while serving: each name's latest version is found once.
+        self._latest = {name: versions[max(versions, key=_version_order)] for name, versions in self._by_name.items()}
 
     def get(self, name: str, version: str | None = None):
         versions = self._by_name.get(name)
         if versions is None:
             raise NotFound(f"model '{name}' is not served here (models: {sorted(self._by_name)})")
         if version is None:
-            return versions[max(versions, key=_version_order)]
+            return self._latest[name]
         if version not in versions:
             raise NotFound(f"model '{name}' has no version {version} (versions: {sorted(versions, key=_version_order)})")
         return versions[version]
 
     @property
     def default_model(self):
-        return self.get(self.default)
+        return self._latest[self.default]
 
     def __iter__(self) -> Iterator:
         for versions in self._by_name.values():

@@ -42,26 +42,26 @@ def _compute_key(request: InferRequest) -> tuple:
 
 
 def take_batch(queue, max_rows: int) -> list:
-    """Pop from the front of ``queue`` (items whose ``[0]`` is an InferRequest) the requests
+    """Pop from the front of ``queue`` (items whose ``.request`` is an InferRequest) the requests
     that share the first one's key, up to ``max_rows`` instances; others keep their place."""
     first = queue.popleft()
     batch = [first]
-    key = batch_key(first[0])
-    rows = first[0].batch_size
+    key = batch_key(first.request)
+    rows = first.request.batch_size
     if key[0] is _ALONE or not queue:
         return batch
     skipped = []
     while queue and rows < max_rows:
-        item = queue[0]
-        if batch_key(item[0]) != key:
+        request = queue[0].request
+        if batch_key(request) != key:
             skipped.append(queue.popleft())
             if len(skipped) > 8:  # do not scan a long queue looking for partners
                 break
             continue
-        if rows + item[0].batch_size > max_rows:
+        if rows + request.batch_size > max_rows:
             break
         batch.append(queue.popleft())
-        rows += item[0].batch_size
+        rows += request.batch_size
     queue.extendleft(reversed(skipped))
     return batch
 
@@ -92,6 +92,13 @@ def split_response(response: InferResponse, requests: list[InferRequest]) -> lis
     offset = 0
     outputs = list(response.outputs.items())
     metadata = list(response.metadata.items())
+    if len(outputs) == 1 and not metadata:  # the usual reply: one output, sliced without a dict per name
+        name, value = outputs[0]
+        for r in requests:
+            end = offset + r.batch_size
+            parts.append(InferResponse({name: value[offset:end]}))
+            offset = end
+        return parts
     for r in requests:
         end = offset + r.batch_size
         parts.append(InferResponse({name: value[offset:end] for name, value in outputs},

@@ -5,26 +5,86 @@ Requests queue per model. Whenever a call slot is free, the queued requests that
 at once and under high load calls fill up. ``max_queue_delay`` (seconds) optionally holds a
 partial batch a little longer for partners. Admission happens on the loop (a full queue answers
 503 at once); expired deadlines are answered 504 without running the model.
+
+Each queued request holds a ``Ticket`` whose reply callback runs exactly once, on the loop: with
+its result, its error, or 504 when its deadline fires first. Callbacks, not a future and a task
+per request, because on a small model that bookkeeping costs as much as the model call's share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 from ..errors import DeadlineExceeded, ModelError, Overloaded, ServingError
 from ..types import InferRequest, InferResponse
 from .batching import concat_requests, split_response, take_batch
 
-# In adaptive mode a partial batch is held at most this long while the load is high.
+# In adaptive mode a partial batch is held at most this long after a call finishes, waiting for
+# as many instances as that call had.
 ADAPTIVE_MAX_HOLD_S = 0.002
+ADAPTIVE_MIN_ROWS = 4  # below this, merging is not worth a wait
+# A handler that holds the GIL through its calls (handler.holds_gil) runs on the event loop while
+# its calls take less than this: a model thread would not let the loop run during them anyway
+# (the loop only gets the GIL back every sys.getswitchinterval(), 5 ms), and the hand-off between
+# threads would cost a share of every call.
+INLINE_MAX_CALL_S = 0.001
 
 
-def _expire(future: asyncio.Future):
-    if not future.done():
-        future.set_exception(DeadlineExceeded("the request timed out before the model answered"))
+log = logging.getLogger("hyperserve.scheduler")
+
+Reply = Callable[[Any], None]  # called once with an InferResponse or an exception
+
+
+class Ticket:
+    """One request's place in a model's queue: its reply runs exactly once, or never after cancel()."""
+
+    __slots__ = ("request", "_reply", "_timer")
+
+    def __init__(self, request: InferRequest, reply: Reply):
+        self.request = request
+        self._reply: Reply | None = reply
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self._reply is None
+
+    def answer(self, result) -> None:
+        reply = self._reply
+        if reply is None:
+            return
+        self._reply = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            reply(result)
+        except Exception:  # noqa: BLE001 - one reply's failure must not cost the batch's other replies
+            log.exception("a reply callback failed")
+
+    def cancel(self) -> None:
+        """The client is gone: never answer, and skip the model if the request is still queued."""
+        self._reply = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def expire(self) -> None:
+        self.answer(DeadlineExceeded("the request timed out before the model answered"))
+
+
+def _settle(future: asyncio.Future, result) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _rows(value) -> int | None:
@@ -47,11 +107,14 @@ class ModelRunner:
         self.preferred = tuple(sorted(p for p in preferred_batch_sizes if 0 < p <= self.max_batch_size))
         self.slots = max(1, threads)
         self.busy = 0
-        self.queue: deque[tuple[InferRequest, asyncio.Future]] = deque()
+        self.queue: deque[Ticket] = deque()
         self._queued_rows = 0  # instances waiting in ``queue``, kept as it changes
         self.batch_sizes: Counter[int] = Counter()  # instances per framework call
-        self._recent_rows = 1.0  # moving averages of rows per call and seconds per call
-        self._recent_call_s = 0.0
+        self._slot_freed = 0.0  # time.monotonic() when a call last finished and was answered
+        self._last_rows = 0  # instances in the call that finished last
+        self._recent_call_s = 0.0  # moving average of a call's seconds (0: none measured yet)
+        self._launch_scheduled = False
+        self._hold_until_rows = 0  # while a partial batch is held: the rows that end the hold
         self._delay_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix=f"model-{name}")
@@ -62,25 +125,41 @@ class ModelRunner:
 
     # -- on the event loop ------------------------------------------------------------------
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    def submit(self, request: InferRequest, reply: Reply) -> Ticket:
+        """Queue a request; ``reply`` gets its InferResponse or error later, on the loop. A full
+        queue raises Overloaded at once."""
         if len(self.queue) >= self.max_queue:
             raise Overloaded(f"model '{self.name}' is overloaded: {len(self.queue)} requests are queued "
                              f"(limit {self.max_queue}); retry later", headers={"retry-after": "1"})
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
-        future = loop.create_future()
-        request.enqueued = time.monotonic()
-        self.queue.append((request, future))
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        ticket = Ticket(request, reply)
+        request.enqueued = now = time.monotonic()
+        if request.deadline is not None:
+            ticket._timer = loop.call_later(max(request.deadline - now, 0.0), ticket.expire)
+        self.queue.append(ticket)
         self._queued_rows += request.batch_size
+        if not self._launch_scheduled and self.busy < self.slots and self._queued_rows >= self._hold_until_rows:
+            # Launched once the loop has read everything ready now, so that requests that arrived
+            # together share a call.
+            self._launch_scheduled = True
+            loop.call_soon(self._scheduled_launch)
+        return ticket
+
+    def _scheduled_launch(self):
+        self._launch_scheduled = False
+        self._hold_until_rows = 0
         self._launch()
-        if request.deadline is None:
-            return await future
-        # A timer, not asyncio.wait_for: that wraps every request in one more task.
-        timer = loop.call_later(max(request.deadline - request.enqueued, 0.0), _expire, future)
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        future = (self._loop or asyncio.get_running_loop()).create_future()
+        ticket = self.submit(request, lambda result: _settle(future, result))
         try:
             return await future
-        finally:
-            timer.cancel()
+        except asyncio.CancelledError:
+            ticket.cancel()
+            raise
 
     def _launch(self):
         queue = self.queue
@@ -88,25 +167,31 @@ class ModelRunner:
             if self._should_wait():
                 return
             batch = take_batch(queue, self._batch_limit())
-            self._queued_rows -= sum(r.batch_size for r, _ in batch)
             now = time.monotonic()
             live = []
-            for request, future in batch:
-                if future.done():  # the client went away or its deadline fired while queued
+            rows = 0
+            for ticket in batch:
+                request = ticket.request
+                self._queued_rows -= request.batch_size
+                if ticket.answered:  # the client went away or its deadline fired while queued
                     continue
                 if request.deadline is not None and now > request.deadline:
-                    future.set_exception(DeadlineExceeded(
+                    ticket.answer(DeadlineExceeded(
                         "the request's deadline passed while it waited in the queue; the model did not run"))
                     continue
-                live.append((request, future))
+                live.append(ticket)
+                rows += request.batch_size
             if not live:
                 continue
             self.busy += 1
-            rows = sum(r.batch_size for r, _ in live)
             self.batch_sizes[rows] += 1
-            job = self._pool.submit(self._timed_run, [r for r, _ in live])
+            requests = [t.request for t in live]
+            if self.handler.holds_gil and 0 < self._recent_call_s < INLINE_MAX_CALL_S:
+                self._finish(live, *self._timed_run(requests), rows)
+                continue
+            job = self._pool.submit(self._timed_run, requests)
             job.add_done_callback(lambda done, items=live, rows=rows: self._loop.call_soon_threadsafe(
-                self._finish, items, done, rows))
+                self._finish_job, items, done, rows))
 
     def _batch_limit(self) -> int:
         if not self.preferred:
@@ -116,49 +201,53 @@ class ModelRunner:
         return fitting[-1] if fitting else self.max_batch_size
 
     def _should_wait(self) -> bool:
-        """Hold a partial batch for partners: up to ``max_queue_delay`` when one is set; in
-        adaptive mode only while recent calls were much fuller than the queue (high load), for
-        a fraction of a call's duration, so a lone request under low load never waits."""
+        """Hold a partial batch for partners: up to ``max_queue_delay`` when one is set. In
+        adaptive mode, only right after a call of N instances finished with none running: the
+        clients it answered usually send again, so the next call waits (at most
+        ADAPTIVE_MAX_HOLD_S) until N instances queue. A lone request under low load never waits,
+        and under a steady load calls do not split into two half-full waves."""
         if self.max_batch_size <= 1:
             return False
         rows = self._queued_rows
         if rows >= self.max_batch_size or (self.preferred and rows >= self.preferred[0]):
             return False
         if self.max_queue_delay > 0:
-            delay = self.max_queue_delay
-        elif self.busy == 0 and self._recent_rows >= 4 and rows < self._recent_rows / 2:
-            delay = min(self._recent_call_s / 2, ADAPTIVE_MAX_HOLD_S)
+            start, delay = self.queue[0].request.enqueued, self.max_queue_delay
+            enough = self.preferred[0] if self.preferred else self.max_batch_size
+        elif self.busy == 0 and ADAPTIVE_MIN_ROWS <= self._last_rows and rows < self._last_rows:
+            start, delay, enough = self._slot_freed, ADAPTIVE_MAX_HOLD_S, self._last_rows
         else:
             return False
-        wait = self.queue[0][0].enqueued + delay - time.monotonic()
+        wait = start + delay - time.monotonic()
         if wait <= 0:
             return False
+        self._hold_until_rows = enough
         if self._delay_timer is None:
             self._delay_timer = self._loop.call_later(wait, self._delay_elapsed)
         return True
 
     def _delay_elapsed(self):
         self._delay_timer = None
+        self._hold_until_rows = 0
         self._launch()
 
-    def _finish(self, items, done, rows: int):
-        self.busy -= 1
+    def _finish_job(self, items, done, rows: int):
         try:
             results, seconds = done.result()
         except BaseException as err:  # noqa: BLE001 - the pool failed the whole call
             results, seconds = [err] * len(items), 0.0
-        self._recent_rows += (rows - self._recent_rows) * 0.2
-        self._recent_call_s += (seconds - self._recent_call_s) * 0.2
-        for (request, future), result in zip(items, results):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        self._finish(items, results, seconds, rows)
+
+    def _finish(self, items, results: list, seconds: float, rows: int):
+        self.busy -= 1
+        self._last_rows = rows
+        self._recent_call_s += (seconds - self._recent_call_s) * (0.2 if self._recent_call_s else 1.0)
+        for ticket, result in zip(items, results):
+            ticket.answer(result)
+        self._slot_freed = time.monotonic()  # after the answers: their clients' next requests follow
         self._launch()
 
-    # -- in a model thread --------------------------------------------------------------------
+    # -- in a model thread (or inline, see INLINE_MAX_CALL_S) ---------------------------------
 
     def _timed_run(self, requests: list[InferRequest]) -> tuple[list, float]:
         started = time.perf_counter()

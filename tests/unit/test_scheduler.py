@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ class RecordingHandler(Handler):
 
     def __init__(self, delay: float = 0.0):
         self.calls: list[int] = []
+        self.threads: list[str] = []  # the thread each call ran on
         self.delay = delay
         self.lock = threading.Lock()
 
@@ -36,6 +38,7 @@ class RecordingHandler(Handler):
     def predict(self, request):
         with self.lock:
             self.calls.append(request.batch_size)
+            self.threads.append(threading.current_thread().name)
         time.sleep(self.delay)
         x = request.inputs["x"]
         if (x == -1).any():
@@ -78,9 +81,18 @@ def test_object_inputs_are_joined_as_lists():
     assert concat_requests([a, b]).inputs["instances"] == [{"a": 1}, {"a": 2}, {"a": 3}]
 
 
+class Queued(NamedTuple):
+    request: InferRequest
+    tag: int
+
+
+def queue_of(*requests: InferRequest) -> deque:
+    return deque(Queued(r, i) for i, r in enumerate(requests))
+
+
 def test_only_compatible_requests_share_a_batch_and_order_is_kept():
     other_shape = InferRequest(inputs={"x": np.zeros((1, 3), np.float32)}, batch_size=1)
-    queue = deque([(req(1), 0), (other_shape, 1), (req(2), 2), (req(3, sleep=1), 3), (req(4), 4)])
+    queue = queue_of(req(1), other_shape, req(2), req(3, sleep=1), req(4))
     first = take_batch(queue, 64)
     assert [tag for _, tag in first] == [0, 2, 4]
     assert [tag for _, tag in queue] == [1, 3]
@@ -89,7 +101,7 @@ def test_only_compatible_requests_share_a_batch_and_order_is_kept():
 
 
 def test_batches_respect_max_rows():
-    queue = deque([(req(1, 2, 3), 0), (req(4, 5), 1), (req(6), 2)])
+    queue = queue_of(req(1, 2, 3), req(4, 5), req(6))
     assert [t for _, t in take_batch(queue, 4)] == [0]
     assert [t for _, t in take_batch(queue, 4)] == [1, 2]
 
@@ -214,3 +226,45 @@ def test_preferred_batch_sizes_cut_batches():
 
     run_with(handler, scenario, max_batch_size=16, preferred_batch_sizes=(4, 8))
     assert handler.calls[:3] == [1, 8, 3]  # 11 queued: a preferred 8, then the remaining 3
+
+
+class PythonHandler(RecordingHandler):
+    """A handler whose calls hold the GIL (as scikit-learn's do)."""
+
+    holds_gil = True
+    releases_gil = False
+
+
+def test_short_calls_of_a_gil_holding_handler_run_on_the_event_loop():
+    async def one_at_a_time(runner):
+        for i in range(4):
+            await runner.infer(req(i))
+
+    fast = PythonHandler()
+    run_with(fast, one_at_a_time)
+    # The first call is timed on the model thread; once calls are known to be short, the loop runs them.
+    assert fast.threads[0].startswith("model-m") and fast.threads[1:] == [threading.main_thread().name] * 3
+    slow = PythonHandler(delay=0.005)
+    run_with(slow, one_at_a_time)
+    assert all(name.startswith("model-m") for name in slow.threads)
+    threaded = RecordingHandler()  # releases the GIL: always a model thread
+    run_with(threaded, one_at_a_time)
+    assert all(name.startswith("model-m") for name in threaded.threads)
+
+
+def test_a_wave_of_requests_after_a_full_call_is_not_split():
+    """Clients answered by a call of N send again one by one; the next call waits (briefly) for N."""
+    handler = PythonHandler()
+
+    async def waves(runner):
+        await asyncio.gather(*[runner.infer(req(i)) for i in range(8)])
+        second = []
+        for i in range(8):  # each arrives in its own loop iteration, as reads from 8 sockets do
+            second.append(asyncio.ensure_future(runner.infer(req(i))))
+            await asyncio.sleep(0)
+        await asyncio.gather(*second)
+        await runner.infer(req(0))  # no partners come: it goes alone once the hold (2 ms at most) ends
+
+    _, runner = run_with(handler, waves)
+    assert handler.calls == [8, 8, 1]
+    assert runner.batch_sizes == {8: 2, 1: 1}
