@@ -23,5 +23,6 @@ fi
 .venv/bin/python -m pip install -q -e '.[all-cpu,test]'
 
 .venv/bin/python -m pytest "$@"
-# The codecs again with the pure-Python twins, which must behave identically.
-HYPERSERVE_NO_NATIVE=1 .venv/bin/python -m pytest -q tests/unit -k "codec or b64"
+# The codecs again with the pure-Python twins, which must behave identically, and the transport
+# with httptools alone (no native whole-request parser).
+HYPERSERVE_NO_NATIVE=1 .venv/bin/python -m pytest -q tests/unit -k "codec or b64 or http"
