@@ -187,7 +187,11 @@ class ModelRunner:
             self.batch_sizes[rows] += 1
             requests = [t.request for t in live]
             if self.handler.holds_gil and 0 < self._recent_call_s < INLINE_MAX_CALL_S:
-                self._finish(live, *self._timed_run(requests), rows)
+                try:
+                    results, seconds = self._timed_run(requests)
+                except BaseException as err:  # noqa: BLE001 - answered, as a model thread's future would be
+                    results, seconds = [err] * len(live), 0.0
+                self._finish(live, results, seconds, rows)
                 continue
             job = self._pool.submit(self._timed_run, requests)
             job.add_done_callback(lambda done, items=live, rows=rows: self._loop.call_soon_threadsafe(
