@@ -258,7 +258,7 @@ class App:
         try:
             self._check_ready(model)
         except ServingError as err:
-            return Response.error(err.status, err.message, err.headers or None)
+            return _failure(err)
         handler = model.handler
         if handler.takes_request or handler.takes_rows:
             return self._predict_objects(request, model, extra)
@@ -276,7 +276,7 @@ class App:
         try:
             decoded = self._decode_tensors(request, model)
         except ServingError as err:
-            return Response.error(err.status, err.message, err.headers or None)
+            return _failure(err)
         self._queue_tensors(reply, request, model, decoded, extra)
         return reply
 
