@@ -22,13 +22,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 from . import report
-from .peers.run import RESULTS, _batch_histogram, build_w1, cpu_model, free_port, start, stop, wait_ready
+from .peers.run import (RESULTS, _batch_histogram, build_w1, cpu_model, free_port, start, stop, wait_predicts,
+                        wait_ready)
 from .peers.servers import SERVERS, request_body
 
 DEFAULT_SERVERS = "hyperserve,cpr,kserve,mlserver,bentoml,thin-asgi,uvicorn-empty"
@@ -78,15 +76,7 @@ def measure(server_name: str, model_dir: Path, instances: list, work: Path, args
     try:
         wait_ready(launch.ready_url, proc, 180)
         body = request_body(server.protocol, instances)
-        deadline = time.monotonic() + 120
-        while True:  # some servers answer their health route before their model is loaded
-            check = httpx.post(launch.predict_url, content=body, headers={"content-type": "application/json"},
-                               timeout=30)
-            if check.status_code == 200 or time.monotonic() > deadline or proc.poll() is not None:
-                break
-            time.sleep(0.5)
-        if check.status_code != 200:
-            raise RuntimeError(f"{server_name} predict answered {check.status_code}: {check.text[:300]}")
+        wait_predicts(launch.predict_url, body, proc, 120)
         lua = work / f"{server_name}.lua"
         lua.write_text(POST_LUA % body.decode())
         base = launch.ready_url.rsplit("/", 1)[0]

@@ -10,7 +10,8 @@ mkdir -p build/fuzz
 FLAGS=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
 "$CXX" "${FLAGS[@]}" cpp_ext/instances.cpp cpp_ext/fuzz/fuzz_instances.cpp -o build/fuzz/instances
 "$CXX" "${FLAGS[@]}" cpp_ext/base64.cpp cpp_ext/fuzz/fuzz_base64.cpp -o build/fuzz/base64
-for target in instances base64; do
+"$CXX" "${FLAGS[@]}" cpp_ext/http_request.cpp cpp_ext/fuzz/fuzz_http_request.cpp -o build/fuzz/http_request
+for target in instances base64 http_request; do
   corpus="build/fuzz/corpus-$target"
   rm -rf "$corpus" && mkdir -p "$corpus" && cp tests/fuzz_corpus/$target/* "$corpus/"
   (cd build/fuzz && "./$target" -max_total_time="$SECONDS_PER_TARGET" -timeout=5 -rss_limit_mb=2048 \

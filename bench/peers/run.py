@@ -112,6 +112,18 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"not ready within {timeout}s ({url})")
 
 
+def wait_predicts(url: str, body: bytes, proc: subprocess.Popen, timeout: float) -> None:
+    """Until predict answers 200: some servers answer their health route before their model is loaded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        check = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30)
+        if check.status_code == 200:
+            return
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"predict answered {check.status_code}: {check.text[:300]}")
+        time.sleep(0.5)
+
+
 def measure(server_name: str, workload: str, model_dir: Path, instances: list, args, work: Path) -> list[dict]:
     """One server on one workload, at each concurrency level; the server starts once."""
     server = SERVERS[server_name]
@@ -123,15 +135,7 @@ def measure(server_name: str, workload: str, model_dir: Path, instances: list, a
     try:
         wait_ready(launch.ready_url, proc, args.ready_timeout)
         body = request_body(server.protocol, instances)
-        deadline = time.monotonic() + args.ready_timeout
-        while True:  # some servers answer their health route before their model is loaded
-            check = httpx.post(launch.predict_url, content=body, headers={"content-type": "application/json"},
-                               timeout=30)
-            if check.status_code == 200 or time.monotonic() > deadline or proc.poll() is not None:
-                break
-            time.sleep(0.5)
-        if check.status_code != 200:
-            raise RuntimeError(f"predict answered {check.status_code}: {check.text[:300]}")
+        wait_predicts(launch.predict_url, body, proc, args.ready_timeout)
         target = loadgen.Target.parse(launch.predict_url)
         request = loadgen.build_request(target, "POST", body, {})
         rows = []
