@@ -37,15 +37,14 @@ from .errors import InvalidInput, ServingError, UnsupportedMediaType
 from .http import Deferred, Request, Response
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
-from .scheduler.runner import Ticket
+from .scheduler.runner import Split
 from .types import InferRequest, InferResponse, RawBody
 
 log = logging.getLogger("hyperserve.app")
 
-# JSON bodies larger than this are decoded on a codec thread, not on the event loop; replies whose
-# outputs hold more than this many bytes are encoded there.
+# JSON bodies larger than this are decoded on a codec thread, not on the event loop. (Replies are
+# encoded by the scheduler's split, on the model thread, or on the loop only for calls under 1 ms.)
 OFF_LOOP_DECODE_BYTES = 256 * 1024
-OFF_LOOP_ENCODE_BYTES = 256 * 1024
 
 _ALIVE = b'{"status":"alive"}'
 _READY = b'{"status":"ready"}'
@@ -92,19 +91,16 @@ def _failure(err: BaseException) -> Response:
     return Response.error(500, f"internal server error: {type(err).__name__}")
 
 
-def _predictions(result: InferResponse, batch_size: int, fmt: str, extra: dict[str, Any] | None) -> Response:
-    return Response(200, vertex_json.encode_predict_response(result, batch_size, fmt, extra))
+def _predictions_split(fmt: str, extra: dict[str, Any] | None) -> Split:
+    """The scheduler's split for Vertex/KServe JSON replies: every request's body from the batch's
+    response, at once."""
+    def split(response: InferResponse, requests: list[InferRequest]) -> list[bytes]:
+        return vertex_json.encode_predict_responses(response, [r.batch_size for r in requests], fmt, extra)
+    return split
 
 
-def _output_bytes(outputs: dict[str, Any]) -> int:
-    """About how much the outputs hold (arrays exactly, lists by length): cheap, no walk."""
-    total = 0
-    for value in outputs.values():
-        if isinstance(value, np.ndarray):
-            total += value.nbytes
-        elif isinstance(value, list):
-            total += 8 * len(value)
-    return total
+def _answer(reply: Deferred, result: bytes | BaseException) -> None:
+    reply.resolve(Response(200, result) if type(result) is bytes else _failure(result))
 
 
 def _rows_request(body: bytes | memoryview) -> tuple[InferRequest, str]:
@@ -148,6 +144,11 @@ class App:
         self.draining = False
         self.cluster_ready: Callable[[], bool] | None = None  # with worker processes: are all ready?
         self._codec_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codec")
+        self._vertex_extra = {"deployedModelId": deployed_model_id} if deployed_model_id else None
+        # (format, reply extras) → the split that encodes replies; one object each, so that the
+        # scheduler sees requests of one kind share it
+        self._splits = {(fmt, id(extra)): _predictions_split(fmt, extra)
+                        for fmt in (vertex_json.ROW, vertex_json.COLUMNAR) for extra in (None, self._vertex_extra)}
         self.routes: dict[str, dict[str, Endpoint]] = {}
         self._add("/live", "GET", self.live)
         self._add("/ping", "GET", self.ping)
@@ -244,8 +245,7 @@ class App:
     # -- predict ---------------------------------------------------------------------------
 
     def predict_vertex(self, request: Request) -> Response | Deferred | Awaitable[Response]:
-        extra = {"deployedModelId": self.deployed_model_id} if self.deployed_model_id else None
-        return self._predict(request, self.models.default_model, extra)
+        return self._predict(request, self.models.default_model, self._vertex_extra)
 
     def predict_default(self, request: Request) -> Response | Deferred | Awaitable[Response]:
         return self._predict(request, self.models.default_model, None)
@@ -265,7 +265,7 @@ class App:
         return self._predict_tensors(request, model, extra)
 
     # Tensor handlers (the hot path) run on callbacks, not a coroutine per request: decode (on a
-    # codec thread when large), queue for the model, encode (on a codec thread when large).
+    # codec thread when large), queue for the model; the scheduler's split encodes the replies.
 
     def _predict_tensors(self, request: Request, model: DeployedModel, extra: dict[str, Any] | None) -> Response | Deferred:
         reply = Deferred()
@@ -299,26 +299,12 @@ class App:
             return
         infer_request, fmt = decoded
         try:
-            ticket = self._submit(request, model, infer_request,
-                                  partial(self._encode_tensors, reply, infer_request.batch_size, fmt, extra))
+            ticket = model.runner.submit(self._with_deadline(request, infer_request), partial(_answer, reply),
+                                         self._splits[fmt, id(extra)])
         except ServingError as err:
             reply.resolve(_failure(err))
             return
         reply.on_cancel = ticket.cancel
-
-    def _encode_tensors(self, reply: Deferred, batch_size: int, fmt: str, extra: dict[str, Any] | None,
-                        result: InferResponse | BaseException) -> None:
-        if isinstance(result, BaseException):
-            reply.resolve(_failure(result))
-            return
-        if _output_bytes(result.outputs) > OFF_LOOP_ENCODE_BYTES:
-            self._off_loop(reply, lambda: _predictions(result, batch_size, fmt, extra), reply.resolve)
-            return
-        try:
-            response = _predictions(result, batch_size, fmt, extra)
-        except Exception as err:  # noqa: BLE001 - e.g. an output JSON cannot hold
-            response = _failure(err)
-        reply.resolve(response)
 
     def _off_loop(self, reply: Deferred, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
         """``work()`` on a codec thread, then ``then(result)`` on the loop; a failure answers ``reply``."""
@@ -335,15 +321,14 @@ class App:
         self._codec_pool.submit(work).add_done_callback(
             lambda job: loop.call_soon_threadsafe(back_on_loop, job))
 
-    def _submit(self, request: Request, model: DeployedModel, infer_request: InferRequest, reply) -> Ticket:
-        return model.runner.submit(self._with_deadline(request, infer_request), reply)
-
     def _with_deadline(self, request: Request, infer_request: InferRequest) -> InferRequest:
         headers = infer_request.headers = request.headers
-        if infer_request.parameters or self.request_timeout > 0 or TIMEOUT_HEADER in headers:
+        if infer_request.parameters or TIMEOUT_HEADER in headers:
             timeout = request_timeout(headers, infer_request.parameters, self.request_timeout)
-            if timeout > 0:
-                infer_request.deadline = time.monotonic() + timeout
+        else:
+            timeout = self.request_timeout
+        if timeout > 0:
+            infer_request.deadline = time.monotonic() + timeout
         return infer_request
 
     async def _predict_objects(self, request: Request, model: DeployedModel, extra: dict[str, Any] | None) -> Response:

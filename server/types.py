@@ -86,3 +86,24 @@ class InferResponse:
 
     outputs: dict[str, Any]
     metadata: dict[str, list] = field(default_factory=dict)
+
+    def split(self, counts: list[int]) -> list[InferResponse]:
+        """The first ``counts[0]`` rows of every output and metadata list, then the next
+        ``counts[1]``, and so on: a batch's response, back by request."""
+        parts = []
+        offset = 0
+        outputs = list(self.outputs.items())
+        if len(outputs) == 1 and not self.metadata:  # the usual reply: one output, no dict per name
+            name, value = outputs[0]
+            for count in counts:
+                end = offset + count
+                parts.append(InferResponse({name: value[offset:end]}))
+                offset = end
+            return parts
+        metadata = list(self.metadata.items())
+        for count in counts:
+            end = offset + count
+            parts.append(InferResponse({name: value[offset:end] for name, value in outputs},
+                                       {name: value[offset:end] for name, value in metadata}))
+            offset = end
+        return parts

@@ -88,20 +88,4 @@ def split_response(response: InferResponse, requests: list[InferRequest]) -> lis
     """Give each request its own rows of every output, in order."""
     if len(requests) == 1:
         return [response]
-    parts = []
-    offset = 0
-    outputs = list(response.outputs.items())
-    metadata = list(response.metadata.items())
-    if len(outputs) == 1 and not metadata:  # the usual reply: one output, sliced without a dict per name
-        name, value = outputs[0]
-        for r in requests:
-            end = offset + r.batch_size
-            parts.append(InferResponse({name: value[offset:end]}))
-            offset = end
-        return parts
-    for r in requests:
-        end = offset + r.batch_size
-        parts.append(InferResponse({name: value[offset:end] for name, value in outputs},
-                                   {name: value[offset:end] for name, value in metadata}))
-        offset = end
-    return parts
+    return response.split([r.batch_size for r in requests])

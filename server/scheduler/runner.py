@@ -7,8 +7,11 @@ partial batch a little longer for partners. Admission happens on the loop (a ful
 503 at once); expired deadlines are answered 504 without running the model.
 
 Each queued request holds a ``Ticket`` whose reply callback runs exactly once, on the loop: with
-its result, its error, or 504 when its deadline fires first. Callbacks, not a future and a task
+its reply, its error, or 504 when its deadline passes first. Callbacks, not a future and a task
 per request, because on a small model that bookkeeping costs as much as the model call's share.
+For the same reason deadlines share one timer per model (armed for the earliest), and a batch's
+response is split into its requests' replies by one call of their ``split`` (which the protocol
+chooses, e.g. to encode every request's body at once), not one call per request.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any, Callable
 
 from ..errors import DeadlineExceeded, ModelError, Overloaded, ServingError
@@ -33,22 +37,27 @@ ADAPTIVE_MIN_ROWS = 4  # below this, merging is not worth a wait
 # (the loop only gets the GIL back every sys.getswitchinterval(), 5 ms), and the hand-off between
 # threads would cost a share of every call.
 INLINE_MAX_CALL_S = 0.001
+# Deadlines are checked by one timer per model; after it fires it waits at least this long before
+# firing again, so a queue of requests that expire one after another is scanned once per interval.
+DEADLINE_SLACK_S = 0.001
 
 
 log = logging.getLogger("hyperserve.scheduler")
 
-Reply = Callable[[Any], None]  # called once with an InferResponse or an exception
+Reply = Callable[[Any], None]  # called once with what ``split`` made for the request, or an exception
+# A batch's response and its requests → one reply value per request (an exception fails only its own).
+Split = Callable[[InferResponse, list[InferRequest]], list]
 
 
 class Ticket:
     """One request's place in a model's queue: its reply runs exactly once, or never after cancel()."""
 
-    __slots__ = ("request", "_reply", "_timer")
+    __slots__ = ("request", "_reply", "split")
 
-    def __init__(self, request: InferRequest, reply: Reply):
+    def __init__(self, request: InferRequest, reply: Reply, split: Split = split_response):
         self.request = request
         self._reply: Reply | None = reply
-        self._timer: asyncio.TimerHandle | None = None
+        self.split = split
 
     @property
     def answered(self) -> bool:
@@ -59,9 +68,6 @@ class Ticket:
         if reply is None:
             return
         self._reply = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         try:
             reply(result)
         except Exception:  # noqa: BLE001 - one reply's failure must not cost the batch's other replies
@@ -70,9 +76,6 @@ class Ticket:
     def cancel(self) -> None:
         """The client is gone: never answer, and skip the model if the request is still queued."""
         self._reply = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def expire(self) -> None:
         self.answer(DeadlineExceeded("the request timed out before the model answered"))
@@ -116,6 +119,9 @@ class ModelRunner:
         self._launch_scheduled = False
         self._hold_until_rows = 0  # while a partial batch is held: the rows that end the hold
         self._delay_timer: asyncio.TimerHandle | None = None
+        self._running: set[tuple[Ticket, ...]] = set()  # the batches in framework calls now
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = float("inf")  # when _deadline_timer fires (time.monotonic())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix=f"model-{name}")
 
@@ -125,19 +131,19 @@ class ModelRunner:
 
     # -- on the event loop ------------------------------------------------------------------
 
-    def submit(self, request: InferRequest, reply: Reply) -> Ticket:
-        """Queue a request; ``reply`` gets its InferResponse or error later, on the loop. A full
-        queue raises Overloaded at once."""
+    def submit(self, request: InferRequest, reply: Reply, split: Split = split_response) -> Ticket:
+        """Queue a request; ``reply`` gets its part of ``split``'s result (by default its own
+        InferResponse) or its error later, on the loop. A full queue raises Overloaded at once."""
         if len(self.queue) >= self.max_queue:
             raise Overloaded(f"model '{self.name}' is overloaded: {len(self.queue)} requests are queued "
                              f"(limit {self.max_queue}); retry later", headers={"retry-after": "1"})
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        ticket = Ticket(request, reply)
-        request.enqueued = now = time.monotonic()
-        if request.deadline is not None:
-            ticket._timer = loop.call_later(max(request.deadline - now, 0.0), ticket.expire)
+        ticket = Ticket(request, reply, split)
+        request.enqueued = time.monotonic()
+        if request.deadline is not None and request.deadline < self._deadline_at:
+            self._arm_deadline(request.deadline)
         self.queue.append(ticket)
         self._queued_rows += request.batch_size
         if not self._launch_scheduled and self.busy < self.slots and self._queued_rows >= self._hold_until_rows:
@@ -151,6 +157,29 @@ class ModelRunner:
         self._launch_scheduled = False
         self._hold_until_rows = 0
         self._launch()
+
+    def _arm_deadline(self, when: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = when
+        self._deadline_timer = self._loop.call_later(max(when - time.monotonic(), 0.0), self._expire_due)
+
+    def _expire_due(self) -> None:
+        """Answer 504 to every queued or running request whose deadline passed; arm for the next."""
+        self._deadline_timer = None
+        self._deadline_at = float("inf")
+        now = time.monotonic()
+        earliest = float("inf")
+        for ticket in chain(self.queue, *self._running):
+            deadline = ticket.request.deadline
+            if deadline is None or ticket.answered:
+                continue
+            if deadline <= now:
+                ticket.expire()
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest != float("inf"):
+            self._arm_deadline(max(earliest, now + DEADLINE_SLACK_S))
 
     async def infer(self, request: InferRequest) -> InferResponse:
         future = (self._loop or asyncio.get_running_loop()).create_future()
@@ -185,16 +214,17 @@ class ModelRunner:
                 continue
             self.busy += 1
             self.batch_sizes[rows] += 1
-            requests = [t.request for t in live]
+            running = tuple(live)
+            self._running.add(running)
             if self.handler.holds_gil and 0 < self._recent_call_s < INLINE_MAX_CALL_S:
                 try:
-                    results, seconds = self._timed_run(requests)
+                    results, seconds = self._timed_run(running)
                 except BaseException as err:  # noqa: BLE001 - answered, as a model thread's future would be
-                    results, seconds = [err] * len(live), 0.0
-                self._finish(live, results, seconds, rows)
+                    results, seconds = [err] * len(running), 0.0
+                self._finish(running, results, seconds, rows)
                 continue
-            job = self._pool.submit(self._timed_run, requests)
-            job.add_done_callback(lambda done, items=live, rows=rows: self._loop.call_soon_threadsafe(
+            job = self._pool.submit(self._timed_run, running)
+            job.add_done_callback(lambda done, items=running, rows=rows: self._loop.call_soon_threadsafe(
                 self._finish_job, items, done, rows))
 
     def _batch_limit(self) -> int:
@@ -242,8 +272,9 @@ class ModelRunner:
             results, seconds = [err] * len(items), 0.0
         self._finish(items, results, seconds, rows)
 
-    def _finish(self, items, results: list, seconds: float, rows: int):
+    def _finish(self, items: tuple[Ticket, ...], results: list, seconds: float, rows: int):
         self.busy -= 1
+        self._running.discard(items)
         self._last_rows = rows
         self._recent_call_s += (seconds - self._recent_call_s) * (0.2 if self._recent_call_s else 1.0)
         for ticket, result in zip(items, results):
@@ -253,30 +284,50 @@ class ModelRunner:
 
     # -- in a model thread (or inline, see INLINE_MAX_CALL_S) ---------------------------------
 
-    def _timed_run(self, requests: list[InferRequest]) -> tuple[list, float]:
+    def _timed_run(self, tickets: tuple[Ticket, ...]) -> tuple[list, float]:
         started = time.perf_counter()
-        results = self._run(requests)
+        results = self._run(tickets)
         return results, time.perf_counter() - started
 
-    def _run(self, requests: list[InferRequest]) -> list:
-        """One framework call for the batch; if it fails, each request alone, so one bad
-        request fails only itself."""
+    def _run(self, tickets: tuple[Ticket, ...]) -> list:
+        """One framework call for the batch, split into each request's reply; if the call fails,
+        each request alone, so one bad request fails only itself."""
+        requests = [t.request for t in tickets]
         try:
-            return split_response(self._call(concat_requests(requests)), requests)
-        except ServingError as err:
-            if len(requests) == 1:
-                return [err]
+            response = self._call(concat_requests(requests))
         except Exception as err:  # noqa: BLE001
             if len(requests) == 1:
-                return [self._model_error(err)]
+                return [err if isinstance(err, ServingError) else self._model_error(err)]
+        else:
+            return self._split(response, tickets, requests)
         results: list = []
-        for request in requests:
+        for ticket, request in zip(tickets, requests):
             try:
-                results.append(self._call(request))
+                results.append(self._split(self._call(request), (ticket,), [request])[0])
             except ServingError as err:
                 results.append(err)
             except Exception as err:  # noqa: BLE001
                 results.append(self._model_error(err))
+        return results
+
+    @staticmethod
+    def _split(response: InferResponse, tickets: tuple[Ticket, ...], requests: list[InferRequest]) -> list:
+        """The batch's response → each request's reply: one call of their common ``split`` (the
+        usual case); else, or if that fails, each request's own part through its own ``split``, so a
+        reply that cannot be made fails only its request."""
+        split = tickets[0].split
+        if all(t.split is split for t in tickets):
+            try:
+                return split(response, requests)
+            except Exception as err:  # noqa: BLE001 - retried per request below, where the failure is kept
+                if len(requests) == 1:
+                    return [err]
+        results: list = []
+        for ticket, request, part in zip(tickets, requests, split_response(response, requests)):
+            try:
+                results.append(ticket.split(part, [request])[0])
+            except Exception as err:  # noqa: BLE001
+                results.append(err)
         return results
 
     def _model_error(self, err: Exception) -> ModelError:
@@ -293,6 +344,7 @@ class ModelRunner:
         return response
 
     def close(self):
-        if self._delay_timer is not None:
-            self._delay_timer.cancel()
+        for timer in (self._delay_timer, self._deadline_timer):
+            if timer is not None:
+                timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
