@@ -255,10 +255,11 @@ class App:
 
     def _predict(self, request: Request, model: DeployedModel,
                  extra: dict[str, Any] | None) -> Response | Deferred | Awaitable[Response]:
-        try:
-            self._check_ready(model)
-        except ServingError as err:
-            return _failure(err)
+        if self.draining or not model.ready:
+            try:
+                self._check_ready(model)
+            except ServingError as err:
+                return _failure(err)
         handler = model.handler
         if handler.takes_request or handler.takes_rows:
             return self._predict_objects(request, model, extra)
@@ -282,8 +283,8 @@ class App:
 
     def _decode_tensors(self, request: Request, model: DeployedModel) -> tuple[InferRequest, str]:
         """The body → an InferRequest typed by the model's signature, by Content-Type."""
-        content_type = request.content_type
-        if is_json(content_type):
+        content_type = request.headers.get("content-type")
+        if content_type == "application/json" or is_json(content_type := request.content_type):
             # A signature_name picks the signature (its inputs and dtypes); an unknown one is a 400.
             return vertex_json.decode_predict_request(request.body, model.signature, model.handler.signature_named)
         infer_request = raw_codec.decode_raw_request(content_type, request.body, model.signature)

@@ -37,6 +37,7 @@ class Lifecycle:
     def __init__(self):
         self.state = State.STARTING
         self.reason = "starting"
+        self.ready = False  # state is READY, kept as a plain attribute: read on every request
         self._lock = threading.Lock()
 
     def fire(self, event: str, reason: str = "") -> State:
@@ -45,9 +46,6 @@ class Lifecycle:
             if key not in TRANSITIONS:
                 raise RuntimeError(f"lifecycle event '{event}' is not allowed in state '{self.state.value}'")
             self.state = TRANSITIONS[key]
+            self.ready = self.state is State.READY
             self.reason = reason or self.state.value
             return self.state
-
-    @property
-    def ready(self) -> bool:
-        return self.state is State.READY

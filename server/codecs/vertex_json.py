@@ -159,12 +159,13 @@ def _native_plan(spec: TensorSpec) -> tuple | None:
 _plans: dict[int, tuple[TensorSpec, tuple | None]] = {}  # id(spec) → (spec, plan); the spec keeps its id
 
 
-def _decode_native(body: bytes | memoryview, signature: Signature,
-                   by_name: SignatureByName | None) -> tuple[InferRequest, str] | None:
-    """The C++ fast path for one numeric input in row format; None hands the body to Python,
-    which then gives the same result or names the error."""
+def decode_predict_request(body: bytes | memoryview, signature: Signature,
+                           by_name: SignatureByName | None = None) -> tuple[InferRequest, str]:
+    """Bytes → InferRequest whose inputs follow the signature (or the one ``by_name`` gives for the
+    body's signature_name); also returns the format. One numeric (or base64) input in row format
+    takes the C++ fast path; what it declines, the Python path decodes or names the error."""
     if native is None or len(signature.inputs) != 1:
-        return None
+        return decode_predict_request_py(body, signature, by_name)
     spec = signature.inputs[0]
     cached = _plans.get(id(spec))
     if cached is None or cached[0] is not spec:
@@ -173,18 +174,18 @@ def _decode_native(body: bytes | memoryview, signature: Signature,
         cached = _plans[id(spec)] = (spec, _native_plan(spec))
     plan = cached[1]
     if plan is None:
-        return None
+        return decode_predict_request_py(body, signature, by_name)
     if plan[0] == "b64":
         decoded = _decode_b64_instances(body)
     else:
         decoded = native.decode_instances(body, plan[1], plan[2])
     if decoded is None:
-        return None
+        return decode_predict_request_py(body, signature, by_name)
     array, spans = decoded
     if not spans:  # {"instances": [...]} alone, the usual body: nothing else to check
         return InferRequest(inputs={spec.name: array}, batch_size=array.shape[0]), ROW
     if "inputs" in spans:
-        return None
+        return decode_predict_request_py(body, signature, by_name)
     doc = {key: parse_json(body[start:end]) for key, (start, end) in spans.items()}
     doc["instances"] = _PLACEHOLDER
     parsed = envelope(doc)
@@ -229,16 +230,6 @@ try:
 except ImportError:  # pragma: no cover - pybase64 is a core dependency
     def _simd_b64decode(data) -> bytes:
         return native.b64decode(data)
-
-
-def decode_predict_request(body: bytes | memoryview, signature: Signature,
-                           by_name: SignatureByName | None = None) -> tuple[InferRequest, str]:
-    """Bytes → InferRequest whose inputs follow the signature (or the one ``by_name`` gives for the
-    body's signature_name); also returns the format."""
-    fast = _decode_native(body, signature, by_name)
-    if fast is not None:
-        return fast
-    return decode_predict_request_py(body, signature, by_name)
 
 
 def decode_predict_request_py(body: bytes | memoryview, signature: Signature,

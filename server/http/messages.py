@@ -67,18 +67,9 @@ class Response:
     def encode_head(self, *, head_only_length: int | None = None, connection: bytes = b"") -> bytes:
         """Status line and headers. ``connection`` is b'close', b'keep-alive' or b''."""
         length = len(self.body) if head_only_length is None else head_only_length
-        date = _date_header()
         if self.headers:
-            return _format_head(self.status, self.content_type, length, connection, date, self.headers)
-        # Heads without extra headers repeat (same status, type, length); the cache lives one second.
-        key = (self.status, self.content_type, length, connection)
-        head = _head_cache.get(key)
-        if head is None:
-            if _head_cache_date[0] is not date:
-                _head_cache.clear()
-                _head_cache_date[0] = date
-            head = _head_cache[key] = _format_head(self.status, self.content_type, length, connection, date, None)
-        return head
+            return _format_head(self.status, self.content_type, length, connection, _date_header(), self.headers)
+        return plain_head(self.status, self.content_type, length, connection)
 
 
 class Deferred:
@@ -126,6 +117,20 @@ class Deferred:
 
 _head_cache: dict[tuple, bytes] = {}
 _head_cache_date: list = [None]
+
+
+def plain_head(status: int, content_type: str, length: int, connection: bytes = b"") -> bytes:
+    """The head of a response without extra headers. Such heads repeat (same status, type,
+    length), so they are cached; the cache lives as long as its Date, one second."""
+    head = _head_cache.get((status, content_type, length, connection))
+    date = _date_header()
+    if head is None or _head_cache_date[0] is not date:
+        if _head_cache_date[0] is not date:
+            _head_cache.clear()
+            _head_cache_date[0] = date
+        head = _head_cache[status, content_type, length, connection] = _format_head(
+            status, content_type, length, connection, date, None)
+    return head
 
 
 def _format_head(status: int, content_type: str, length: int, connection: bytes, date: bytes,

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import httptools
 
 from ..native import native
-from .messages import Deferred, Request, Response
+from .messages import Deferred, Request, Response, plain_head
 
 if TYPE_CHECKING:
     from .server import HttpServer
@@ -87,6 +87,7 @@ class HttpProtocol(asyncio.Protocol):
         self._phase = IDLE
         self._between_messages = True  # httptools holds no part of a message
         self._fast_parse = native.parse_request if native is not None else None
+        self._max_header_bytes, self._max_body_bytes = self.limits.max_header_bytes, self.limits.max_body_bytes
         self._reset_message()
 
     # -- connection events -------------------------------------------------------------------
@@ -113,10 +114,23 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes):
         if self._closing:
             return  # after an error or "Connection: close" the rest of the stream is discarded
-        if self._between_messages and self._fast_parse is not None:
-            data = self._parse_whole_requests(data)
-            if not data:
-                return
+        fast_parse = self._fast_parse
+        if self._between_messages and fast_parse is not None:
+            # Whole simple requests at the start of ``data`` are served from one native call each.
+            offset, size = 0, len(data)
+            max_header, max_body = self._max_header_bytes, self._max_body_bytes
+            while offset < size:
+                parsed = fast_parse(data, offset, max_header, max_body)
+                if parsed is None:
+                    break
+                method, path, query, headers, body, offset, keep_alive = parsed
+                self._on_request(Request(method, path, query, headers, body, "1.1", keep_alive))
+                if self._closing:
+                    return
+            if offset:
+                if offset == size:
+                    return
+                data = data[offset:]
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -147,20 +161,6 @@ class HttpProtocol(asyncio.Protocol):
         if not self._in_app and self._pipeline:
             self._run_pipeline()
         self._update_reading()
-
-    def _parse_whole_requests(self, data: bytes) -> bytes:
-        """Serve the complete simple requests at the start of ``data``; return what is left."""
-        limits = self.limits
-        offset, size = 0, len(data)
-        while offset < size and not self._closing:
-            parsed = self._fast_parse(data, offset, limits.max_header_bytes, limits.max_body_bytes)
-            if parsed is None:
-                break
-            method, path, query, headers, body, offset, keep_alive = parsed
-            self._on_request(Request(method, path, query, headers, body, "1.1", keep_alive))
-        if self._closing:
-            return b""
-        return data[offset:] if offset else data
 
     # -- parser callbacks (called from feed_data) ------------------------------------------
 
@@ -305,6 +305,17 @@ class HttpProtocol(asyncio.Protocol):
     def _deferred_done(self, response: Response):
         request = self._deferred_request
         self._deferred = self._deferred_request = None
+        transport = self.transport
+        body = response.body
+        if (self._between_messages and response.headers is None and request.keep_alive and request.method != "HEAD"
+                and request.http_version == "1.1" and len(body) <= 65536 and transport is not None
+                and not (self._pipeline or self._closing or self._read_paused or self._write_paused
+                         or self.server.draining or transport.is_closing())):
+            # The usual keep-alive answer: what _app_done and _write do, without their branches.
+            self._in_app = False
+            transport.write(plain_head(response.status, response.content_type, len(body)) + body)
+            self._set_phase(IDLE)
+            return
         try:
             self._app_done(request, response)
         except Exception:  # noqa: BLE001 - a write failure must not reach whoever resolved the answer

@@ -29,6 +29,11 @@ def batch_key(request: InferRequest) -> tuple:
 def _compute_key(request: InferRequest) -> tuple:
     if request.raw is not None:
         return (_ALONE, request.id)
+    inputs = request.inputs
+    if len(inputs) == 1 and not request.parameters:  # the usual request: one array
+        for name, value in inputs.items():
+            if type(value) is np.ndarray:
+                return ((name, value.dtype, value.shape[1:]),), b"", request.signature_name
     parts = []
     for name, value in request.inputs.items():
         if type(value) is np.ndarray:
