@@ -185,6 +185,38 @@ def test_response_one_output_is_a_list_several_are_per_instance_objects():
     assert orjson.loads(vertex_json.encode_predict_response(blob, 1)) == {"predictions": [{"b64": "AP8="}]}
 
 
+_OUTPUT_ARRAYS = st.one_of(
+    st.lists(st.integers(-2**62, 2**62), min_size=1, max_size=40).map(lambda v: np.array(v, dtype=np.int64)),
+    st.lists(st.booleans(), min_size=1, max_size=40).map(lambda v: np.array(v, dtype=bool)),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1, max_size=40).map(
+        lambda v: np.array(v, dtype=np.float32)),
+    st.lists(st.integers(0, 255), min_size=2, max_size=40).map(lambda v: np.array(v, dtype=np.uint8).reshape(-1, 1)),
+)
+
+
+@given(_OUTPUT_ARRAYS, st.data(), st.sampled_from([vertex_json.ROW, vertex_json.COLUMNAR]),
+       st.sampled_from([None, {"deployedModelId": "42"}]))
+def test_a_batch_reply_encodes_each_request_as_if_alone(values, data, fmt, extra):
+    """encode_predict_responses (one pass over the batch) gives each request the exact bytes
+    encode_predict_response gives its own rows."""
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(values) - 1), max_size=6)) if len(values) > 1 else [])
+    counts = [b - a for a, b in zip([0, *cuts], [*cuts, len(values)])]
+    name = data.draw(st.sampled_from(["out", "classes"]))
+    batch = vertex_json.encode_predict_responses(InferResponse({name: values}), counts, fmt, extra)
+    starts = np.cumsum([0, *counts])
+    alone = [vertex_json.encode_predict_response(InferResponse({name: values[a:b]}), b - a, fmt, extra)
+             for a, b in zip(starts, starts[1:])]
+    assert batch == alone
+
+
+def test_a_batch_reply_with_several_outputs_is_split_by_request():
+    response = InferResponse({"label": np.array([1, 2, 3]), "score": np.array([0.5, 0.25, 1.0])})
+    bodies = vertex_json.encode_predict_responses(response, [2, 1])
+    assert [orjson.loads(b) for b in bodies] == [
+        {"predictions": [{"label": 1, "score": 0.5}, {"label": 2, "score": 0.25}]},
+        {"predictions": [{"label": 3, "score": 1.0}]}]
+
+
 # -- raw bodies --------------------------------------------------------------------------------
 
 def npy(arr: np.ndarray) -> bytes:

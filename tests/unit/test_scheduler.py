@@ -268,3 +268,66 @@ def test_a_wave_of_requests_after_a_full_call_is_not_split():
     _, runner = run_with(handler, waves)
     assert handler.calls == [8, 8, 1]
     assert runner.batch_sizes == {8: 2, 1: 1}
+
+
+def test_a_batch_is_split_by_one_call_and_a_reply_that_cannot_be_made_fails_alone():
+    """The requests' split runs once per batch; if it fails, each request's part is split alone,
+    so only the request whose reply cannot be made gets the error."""
+    handler = RecordingHandler(delay=0.02)
+    split_calls: list[int] = []
+
+    def split(response, requests):
+        split_calls.append(len(requests))
+        values = response.outputs["y"].tolist()
+        if 14.0 in values:  # the request of 7 cannot be encoded
+            raise TypeError("cannot encode 14")
+        return [f"rows {v}" for v in values]
+
+    async def scenario(runner):
+        replies: dict[int, object] = {}
+
+        def submit(value):
+            runner.submit(req(value), lambda result, value=value: replies.__setitem__(value, result), split)
+
+        submit(0)  # runs alone; the next four queue behind it and share one call
+        await asyncio.sleep(0.005)
+        for value in (1, 2, 3):
+            submit(value)
+        await asyncio.sleep(0.1)
+        for value in (4, 7, 5):
+            submit(value)
+        await asyncio.sleep(0.1)
+        return replies
+
+    replies, _ = run_with(handler, scenario, max_batch_size=8)
+    assert handler.calls == [1, 3, 3]
+    assert split_calls == [1, 3, 3, 1, 1, 1]  # the failed batch: once whole, then each request alone
+    assert {v: replies[v] for v in (0, 1, 2, 3, 4, 5)} == {v: f"rows {2.0 * v}" for v in (0, 1, 2, 3, 4, 5)}
+    assert isinstance(replies[7], TypeError)
+
+
+def test_deadlines_share_one_timer_and_fire_for_queued_and_running_requests():
+    """Each request is answered 504 at its own deadline (not before), whether it waits in the queue
+    or its call is running; the others are answered by the model."""
+    handler = RecordingHandler(delay=0.3)
+
+    async def scenario(runner):
+        def timed(value, seconds):
+            request = req(value)
+            if seconds is not None:
+                request.deadline = time.monotonic() + seconds
+            return asyncio.ensure_future(runner.infer(request))
+
+        started = time.monotonic()
+        running = timed(1, 0.1)  # its call takes 0.3 s: answered 504 while it runs
+        await asyncio.sleep(0.01)
+        queued = [timed(2, 0.2), timed(3, 0.05), timed(4, None), timed(5, 5.0)]
+        outcomes = await asyncio.gather(running, *queued, return_exceptions=True)
+        return outcomes, time.monotonic() - started, runner._deadline_at - time.monotonic()
+
+    (outcomes, elapsed, next_check), runner = run_with(handler, scenario, max_batch_size=8)
+    timed_out = [isinstance(o, DeadlineExceeded) for o in outcomes]
+    assert timed_out == [True, True, True, False, False]
+    assert [o.outputs["y"].tolist() for o in outcomes[3:]] == [[8.0], [10.0]]
+    assert handler.calls == [1, 2]  # the two queued requests that expired never ran
+    assert elapsed < 1.0 and next_check > 3.0  # the timer waits for the 5 s deadline, the only one left
