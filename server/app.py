@@ -255,7 +255,7 @@ class App:
 
     def _predict(self, request: Request, model: DeployedModel,
                  extra: dict[str, Any] | None) -> Response | Deferred | Awaitable[Response]:
-        if self.draining or not model.ready:
+        if self.draining or not model.lifecycle.ready:
             try:
                 self._check_ready(model)
             except ServingError as err:

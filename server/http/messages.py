@@ -123,7 +123,7 @@ def plain_head(status: int, content_type: str, length: int, connection: bytes = 
     """The head of a response without extra headers. Such heads repeat (same status, type,
     length), so they are cached; the cache lives as long as its Date, one second."""
     head = _head_cache.get((status, content_type, length, connection))
-    date = _date_header()
+    date = _date_cache[1] if int(time.time()) == _date_cache[0] else _date_header()
     if head is None or _head_cache_date[0] is not date:
         if _head_cache_date[0] is not date:
             _head_cache.clear()

@@ -88,6 +88,7 @@ class HttpProtocol(asyncio.Protocol):
         self._between_messages = True  # httptools holds no part of a message
         self._fast_parse = native.parse_request if native is not None else None
         self._max_header_bytes, self._max_body_bytes = self.limits.max_header_bytes, self.limits.max_body_bytes
+        self._idle_timeout = server.phase_timeouts[IDLE] or float("inf")
         self._reset_message()
 
     # -- connection events -------------------------------------------------------------------
@@ -314,7 +315,7 @@ class HttpProtocol(asyncio.Protocol):
             # The usual keep-alive answer: what _app_done and _write do, without their branches.
             self._in_app = False
             transport.write(plain_head(response.status, response.content_type, len(body)) + body)
-            self._set_phase(IDLE)
+            self._phase, self.deadline = IDLE, self.loop.time() + self._idle_timeout  # _set_phase(IDLE)
             return
         try:
             self._app_done(request, response)

@@ -114,6 +114,7 @@ class ModelRepository:
         self.default = default
         # The models never change while serving: each name's latest version is found once.
         self._latest = {name: versions[max(versions, key=_version_order)] for name, versions in self._by_name.items()}
+        self.default_model = self._latest[default]  # the model Vertex, SageMaker and TorchServe-less routes use
 
     def get(self, name: str, version: str | None = None):
         versions = self._by_name.get(name)
@@ -124,10 +125,6 @@ class ModelRepository:
         if version not in versions:
             raise NotFound(f"model '{name}' has no version {version} (versions: {sorted(versions, key=_version_order)})")
         return versions[version]
-
-    @property
-    def default_model(self):
-        return self._latest[self.default]
 
     def __iter__(self) -> Iterator:
         for versions in self._by_name.values():
