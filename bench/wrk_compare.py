@@ -6,9 +6,9 @@ iris predict on every server, in one run, with the same pinning.
 
 Each server runs pinned to --server-cpu, wrk (-t1) to --client-cpu. Peers that are not installed
 (bench/peers/install.sh) are listed as skipped. hyperserve's batch-size histogram over the run is
-read from /v1/models/model/stats. --scaling runs hyperserve with 1 and then 2 workers with the
-server and wrk (-t2) both unpinned on every core. Writes bench/results/<date>-<host>-wrk-<name>.json
-and .md. Needs wrk (Debian package).
+read from /v1/models/model/stats. --scaling runs hyperserve with 1 worker (at --connections and at
+twice that) and then 2 workers (at twice that), the server and wrk (-t2) both unpinned on every
+core. Writes bench/results/<date>-<host>-wrk-<name>.json and .md. Needs wrk (Debian package).
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--scaling", action="store_true",
                         help="hyperserve with 1 and 2 workers, server and wrk unpinned (instead of the table)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results path without suffix (default: bench/results/<date>-<host>-wrk-<name>)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="hyperserve-wrk-"))
@@ -135,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict] = {}
     every_cpu = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     if args.scaling:
-        for workers in (1, 2):
+        # One worker under the table's load and under the two workers' load (which lets it run
+        # fuller batches), then two workers, each with about the table's load.
+        for workers, connections in ((1, args.connections), (1, 2 * args.connections), (2, 2 * args.connections)):
             got = measure("hyperserve", model_dir, instances, work, args, extra=("--workers", str(workers)),
-                          server_cpus=every_cpu, client_cpus=every_cpu, threads=2,
-                          connections=2 * args.connections)
-            rows[f"hyperserve --workers {workers}"] = got["hyperserve"]
+                          server_cpus=every_cpu, client_cpus=every_cpu, threads=2, connections=connections)
+            rows[f"hyperserve --workers {workers}, {connections} connections"] = got["hyperserve"]
     else:
         for name in args.servers.split(","):
             missing = SERVERS[name].available()
@@ -155,13 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"date": stamp, "host": host, "cpu": cpu_model(), "cores": os.cpu_count(), "server_cpu": args.server_cpu,
             "client_cpu": args.client_cpu, "duration_s": args.duration, "connections": args.connections,
             "command": command}
-    out = RESULTS / f"{stamp}-{host}-wrk-{args.name}"
+    out = args.out or RESULTS / f"{stamp}-{host}-wrk-{args.name}"
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.scaling:
-        setup = (f"hyperserve and `wrk -t2 -c{2 * args.connections}` both on CPUs {every_cpu} (no pinning), "
-                 f"{args.duration}s; with 2 workers the batch sizes are those of the worker that answered "
-                 "the stats request")
-        reference = "hyperserve --workers 1"
+        setup = (f"hyperserve and `wrk -t2` both on CPUs {every_cpu} (no pinning), {args.duration}s; with 2 workers "
+                 "the batch sizes are those of the worker that answered the stats request")
+        reference = f"hyperserve --workers 1, {args.connections} connections"
     else:
         setup = (f"server on CPU {args.server_cpu}, `wrk -t1 -c{args.connections}` on CPU {args.client_cpu}, "
                  f"{args.duration}s, body `{json.dumps({'instances': instances})}`")

@@ -114,3 +114,19 @@ def test_peer_harness_smoke(tmp_path):
     assert by_server["uvicorn-empty"]["requests_per_s"] > 0
     assert "## W1" in out.with_suffix(".md").read_text()
     assert (tmp_path / "peers-W1-cdf.png").exists()
+
+
+def test_wrk_table_smoke(tmp_path):
+    """The scheduler benchmark's harness (wrk as the client): every server measured, hyperserve's
+    batch sizes and /live row included, ratios against the reference."""
+    out = tmp_path / "wrk"
+    proc = subprocess.run([sys.executable, "-m", "hyperserve.bench.wrk_compare", "--servers", "hyperserve,uvicorn-empty",
+                           "--duration", "1", "--connections", "8", "--client-cpu", str(min(1, os.cpu_count() - 1)),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=str(ROOT),
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert set(rows) == {"hyperserve", "hyperserve GET /live (transport only)", "uvicorn-empty"}
+    assert all(r["requests_per_s"] > 0 and r["non_2xx"] == 0 for r in rows.values())
+    assert sum(rows["hyperserve"]["batch_sizes"].values()) > 0
+    assert "| hyperserve | " in out.with_suffix(".md").read_text()
