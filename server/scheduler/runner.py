@@ -170,7 +170,8 @@ class ModelRunner:
         self._deadline_at = float("inf")
         now = time.monotonic()
         earliest = float("inf")
-        for ticket in chain(self.queue, *self._running):
+        # A copy: an answer can queue a request at once (the connection's next pipelined one).
+        for ticket in [*self.queue, *chain.from_iterable(self._running)]:
             deadline = ticket.request.deadline
             if deadline is None or ticket.answered:
                 continue

@@ -331,3 +331,27 @@ def test_deadlines_share_one_timer_and_fire_for_queued_and_running_requests():
     assert [o.outputs["y"].tolist() for o in outcomes[3:]] == [[8.0], [10.0]]
     assert handler.calls == [1, 2]  # the two queued requests that expired never ran
     assert elapsed < 1.0 and next_check > 3.0  # the timer waits for the 5 s deadline, the only one left
+
+
+def test_an_answer_to_an_expired_request_may_queue_another_at_once():
+    """A 504's reply can submit the connection's next (pipelined) request synchronously; the
+    deadline check must not trip over the queue it is walking."""
+    handler = RecordingHandler(delay=0.1)
+
+    async def scenario(runner):
+        replies: list = []
+        running = asyncio.ensure_future(runner.infer(req(1)))
+        await asyncio.sleep(0.01)
+        expiring = [req(2), req(3)]
+        for request in expiring:
+            request.deadline = time.monotonic() + 0.02
+            runner.submit(request, lambda result: (replies.append(result),
+                                                   runner.submit(req(4), replies.append)))
+        await running
+        await asyncio.sleep(0.2)
+        return replies
+
+    replies, _ = run_with(handler, scenario, max_batch_size=8)
+    assert [type(r).__name__ for r in replies[:2]] == ["DeadlineExceeded"] * 2
+    assert [r.outputs["y"].tolist() for r in replies[2:]] == [[8.0], [8.0]]
+    assert handler.calls == [1, 2]
