@@ -28,8 +28,11 @@ class Handler(abc.ABC):
     Class attributes tell the scheduler how to run it: ``releases_gil`` (framework compute runs
     outside the GIL, so threads scale), ``holds_gil`` (a call is Python from end to end and safe on
     any thread: calls shorter than a millisecond then run on the event loop, where a thread would
-    only add a hand-off) and ``batchable`` (requests may be concatenated along dimension 0). ``accepts_raw`` says whether bodies other than tensors reach ``predict``;
-    ``takes_rows`` that the model takes one Python object per instance, as TorchServe handlers do.
+    only add a hand-off) and ``batchable`` (requests may be concatenated along dimension 0).
+    ``accepts_raw`` says whether bodies other than tensors reach ``predict`` (as ``request.raw``, one
+    request per call); with ``batches_raw`` too, concurrent raw bodies share calls instead: ``predict``
+    gets ``request.inputs[RAW_BODIES]``, a list of ``RawBody``, and answers one row per body.
+    ``takes_rows`` says that the model takes one Python object per instance, as TorchServe handlers do.
     ``fork_safe`` lets a supervisor load the model once and fork workers that share its memory
     copy-on-write; frameworks with thread pools (ONNX Runtime, OpenMP, torch) load in each worker.
     Detection: ``artifact_names`` are exact file names, ``artifact_suffixes`` file endings.
@@ -41,6 +44,7 @@ class Handler(abc.ABC):
     holds_gil: ClassVar[bool] = False
     batchable: ClassVar[bool] = True
     accepts_raw: ClassVar[bool] = False
+    batches_raw: ClassVar[bool] = False  # with accepts_raw: raw bodies arrive as a list, one row each
     takes_rows: ClassVar[bool] = False  # inputs are TorchServe rows (codecs.torchserve), not tensors
     takes_request: ClassVar[bool] = False  # the whole parsed request in, the whole reply out (Vertex CPR)
     artifact_names: ClassVar[tuple[str, ...]] = ()

@@ -38,7 +38,7 @@ from .http import Deferred, Request, Response
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
 from .scheduler.runner import Split
-from .types import InferRequest, InferResponse, RawBody
+from .types import RAW_BODIES, InferRequest, InferResponse, RawBody
 
 log = logging.getLogger("hyperserve.app")
 
@@ -288,10 +288,13 @@ class App:
             # A signature_name picks the signature (its inputs and dtypes); an unknown one is a 400.
             return vertex_json.decode_predict_request(request.body, model.signature, model.handler.signature_named)
         infer_request = raw_codec.decode_raw_request(content_type, request.body, model.signature)
-        if infer_request.raw is not None and not model.handler.accepts_raw:
-            raise UnsupportedMediaType(
-                f"model '{model.name}' ({model.framework}) does not take {content_type or 'untyped'} bodies; "
-                "send application/json, application/x-npy or application/octet-stream")
+        if infer_request.raw is not None:
+            if not model.handler.accepts_raw:
+                raise UnsupportedMediaType(
+                    f"model '{model.name}' ({model.framework}) does not take {content_type or 'untyped'} bodies; "
+                    "send application/json, application/x-npy or application/octet-stream")
+            if model.handler.batches_raw:  # one row per body, so that concurrent bodies share a call
+                infer_request = InferRequest(inputs={RAW_BODIES: [infer_request.raw]}, batch_size=1)
         return infer_request, vertex_json.ROW
 
     def _queue_tensors(self, reply: Deferred, request: Request, model: DeployedModel,

@@ -70,6 +70,10 @@ class InferRequest:
     signature_name: str | None = None  # which of the model's signatures (TF Serving's signature_name)
 
 
+# The input that holds a batch of raw bodies (a list of RawBody) for handlers with batches_raw.
+RAW_BODIES = "raw_bodies"
+
+
 @dataclass(slots=True)
 class RawBody:
     """A rawPredict body the codec could not type: its media type and bytes (zero copy)."""

@@ -77,6 +77,7 @@ class IsolatedHandler(Handler):
         self.processes = max(1, processes)
         self.batchable = cls.batchable
         self.accepts_raw = cls.accepts_raw
+        self.batches_raw = cls.batches_raw
         self.takes_rows = cls.takes_rows
 
     def load(self, artifact: Path, config: HandlerConfig) -> None:

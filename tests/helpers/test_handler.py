@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hyperserve.handlers.base import Handler, HandlerConfig
-from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
+from hyperserve.server.types import RAW_BODIES, InferRequest, InferResponse, Signature, TensorSpec
 
 
 class ControlledHandler(Handler):
@@ -55,3 +55,18 @@ class ControlledHandler(Handler):
         if "wide" in params:  # a large reply: (batch, wide) floats
             return InferResponse({"y": np.ones((request.batch_size, int(params["wide"])), dtype=np.float32)})
         return InferResponse({"y": request.inputs["x"].sum(axis=1)})
+
+
+class RawBatchHandler(ControlledHandler):
+    """Takes raw bodies in batches: answers each body's length and media type; records call sizes.
+    Each call takes 50 ms, so that requests sent meanwhile queue and share the next one."""
+
+    name = "raw-batch"
+    batches_raw = True
+    calls: list[int] = []
+
+    def predict(self, request: InferRequest) -> InferResponse:
+        bodies = request.inputs[RAW_BODIES]
+        type(self).calls.append(len(bodies))
+        time.sleep(0.05)
+        return InferResponse({"y": [f"{b.content_type} {len(b.data)}" for b in bodies]})

@@ -1,5 +1,6 @@
-"""Large bodies are decoded on a codec thread, and replies encoded with the model call (on a model
-thread for handlers that run in threads): never a large one on the event loop."""
+"""The app's tensor path around the scheduler: large bodies decoded on a codec thread, replies
+encoded with the model call (never a large one on the event loop), raw bodies batched for handlers
+that ask for it."""
 
 from __future__ import annotations
 
@@ -63,3 +64,30 @@ def test_large_bodies_and_replies_stay_off_the_loop(tmp_path, monkeypatch):
     assert np.asarray(json.loads(large.body)["predictions"]).shape == (1, 200_000)
     # Encoded on the thread that ran the model call, as part of it (the scheduler's split).
     assert [name.startswith("model-m") for name, _ in threads[:2]] == [True, True]
+
+
+def test_raw_bodies_share_calls_when_the_handler_batches_them(tmp_path):
+    from tests.helpers.test_handler import RawBatchHandler
+
+    (tmp_path / "controlled.json").write_text("{}")
+    model = DeployedModel("m", str(tmp_path), framework="tests.helpers.test_handler:RawBatchHandler",
+                          handler_config=HandlerConfig(), cache_dir=tmp_path, threads=1, max_queue=16)
+    model.load()
+    app = app_module.App(ModelRepository([model], "m"))
+    RawBatchHandler.calls.clear()
+
+    def raw(content_type: str, body: bytes):
+        return app(Request("POST", "/predict", "", {"content-type": content_type}, body, "1.1", True))
+
+    async def main():
+        first = asyncio.ensure_future(raw("image/png", b"x" * 3))
+        await asyncio.sleep(0.01)  # the first call runs; the next five queue behind it
+        rest = [raw(kind, b"y" * n) for kind, n in
+                (("image/jpeg", 5), ("text/plain", 1), ("image/png", 0), ("audio/wav", 7), ("image/jpeg", 2))]
+        return await asyncio.gather(first, *rest)
+
+    replies = asyncio.run(main())
+    app.close()
+    assert RawBatchHandler.calls == [1, 5]
+    assert [orjson.loads(r.body) for r in replies] == [{"predictions": [p]} for p in (
+        "image/png 3", "image/jpeg 5", "text/plain 1", "image/png 0", "audio/wav 7", "image/jpeg 2")]
