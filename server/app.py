@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Awaitable, Callable
 
-import numpy as np
 import orjson
 
 from hyperserve.handlers.cpr import INSTANCES as CPR_INSTANCES
@@ -145,8 +144,8 @@ class App:
         self.cluster_ready: Callable[[], bool] | None = None  # with worker processes: are all ready?
         self._codec_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codec")
         self._vertex_extra = {"deployedModelId": deployed_model_id} if deployed_model_id else None
-        # (format, reply extras) → the split that encodes replies; one object each, so that the
-        # scheduler sees requests of one kind share it
+        # (format, reply extras) → the split that encodes replies: one object for each kind of
+        # request, since the scheduler makes a batch's replies in one call when they share it
         self._splits = {(fmt, id(extra)): _predictions_split(fmt, extra)
                         for fmt in (vertex_json.ROW, vertex_json.COLUMNAR) for extra in (None, self._vertex_extra)}
         self.routes: dict[str, dict[str, Endpoint]] = {}
@@ -303,8 +302,8 @@ class App:
             return
         infer_request, fmt = decoded
         try:
-            ticket = model.runner.submit(self._with_deadline(request, infer_request), partial(_answer, reply),
-                                         self._splits[fmt, id(extra)])
+            split = self._splits.get((fmt, id(extra))) or _predictions_split(fmt, extra)
+            ticket = model.runner.submit(self._with_deadline(request, infer_request), partial(_answer, reply), split)
         except ServingError as err:
             reply.resolve(_failure(err))
             return

@@ -100,7 +100,6 @@ def test_native_and_python_paths_agree(body, signature):
 
 
 def test_the_fast_path_takes_the_common_bodies():
-    sig = Signature((TensorSpec("x", np.dtype(np.float32), (-1, 4)),), (TensorSpec("y"),))
     body = b'{"instances": [[5.1, 3.5, 1.4, 0.2], [1, 2, 3, 4]], "parameters": {"k": [1, true]}}'
     array, spans = native.decode_instances(body, 1, [4])
     assert array.dtype == np.float32 and array.tolist() == np.float32([[5.1, 3.5, 1.4, 0.2], [1, 2, 3, 4]]).tolist()

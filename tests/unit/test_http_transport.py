@@ -6,19 +6,29 @@ import asyncio
 import json
 import shutil
 import socket
+import struct
 import subprocess
-import threading
 import time
 import urllib.request
 
 import httpx
 import pytest
 
-from hyperserve.server.http import Limits, Request, Response
+from hyperserve.server.http import Deferred, Limits, Request, Response
 from tests.helpers.http_stub import ServerThread
+
+CANCELLED: list[str | None] = []  # X-N of deferred answers cancelled because the client left
 
 
 def echo_app(request: Request):
+    if request.query.startswith("defer="):  # answered later through a Deferred, as predicts are
+        reply = Deferred()
+        reply.on_cancel = lambda: CANCELLED.append(request.headers.get("x-n"))
+        answer = Response.json({"deferred": True, "n": request.headers.get("x-n"), "version": request.http_version},
+                               status=int(request.headers.get("x-status", 200)),
+                               headers={"retry-after": "1"} if "x-status" in request.headers else None)
+        asyncio.get_running_loop().call_later(float(request.query[len("defer="):]), reply.resolve, answer)
+        return reply
     if request.path == "/slow":
         async def slow():
             await asyncio.sleep(float(request.query.split("=")[1]) if request.query else 0.3)
@@ -132,6 +142,58 @@ def test_pipelined_requests_are_answered_in_order(http_server):
     responses = read_responses(sock, 20)
     assert [json.loads(b)["n"] for _, _, b in responses] == [str(i) for i in range(20)]
     assert [json.loads(b).get("length") for _, _, b in responses[1:]] == list(range(1, 20))
+
+
+def test_deferred_answers_keep_alive_order_head_and_close(http_server):
+    """Routes that answer later through a Deferred (the predict path) get the same framing as
+    direct ones: keep-alive, pipelined order behind and ahead of direct answers, HEAD, extra
+    headers, HTTP/1.0 and Connection: close."""
+    sock = http_server.connect()
+    for i in range(3):
+        sock.sendall(f"GET /d?defer=0.01 HTTP/1.1\r\nHost: x\r\nX-N: {i}\r\n\r\n".encode())
+        (status, headers, body), = read_responses(sock, 1)
+        assert status == 200 and json.loads(body) == {"deferred": True, "n": str(i), "version": "1.1"}
+        assert "connection" not in headers
+    reqs = [b"GET /d?defer=0.2 HTTP/1.1\r\nHost: x\r\nX-N: 0\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nX-N: 1\r\n\r\n",
+            b"GET /d?defer=0 HTTP/1.1\r\nHost: x\r\nX-N: 2\r\nX-Status: 503\r\n\r\n",
+            b"HEAD /d?defer=0.01 HTTP/1.1\r\nHost: x\r\nX-N: 3\r\n\r\n",
+            b"GET /d?defer=0.01 HTTP/1.1\r\nHost: x\r\nX-N: 4\r\n\r\n"]
+    sock.sendall(b"".join(reqs))
+    first, direct, unavailable = read_responses(sock, 3)
+    assert json.loads(first[2])["n"] == "0" and json.loads(direct[2])["n"] == "1"
+    assert unavailable[0] == 503 and unavailable[1]["retry-after"] == "1"
+    sock.settimeout(5)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 200") and b"content-length: " in head  # no body follows
+    (status, _, body), = read_responses(sock, 1)
+    assert json.loads(body)["n"] == "4"
+    sock.sendall(b"GET /d?defer=0.01 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    (status, headers, _), = read_responses(sock, 1)
+    assert headers["connection"] == "close" and is_closed(sock)
+
+    sock = http_server.connect()
+    sock.sendall(b"GET /d?defer=0.01 HTTP/1.0\r\n\r\n")
+    (status, headers, body), = read_responses(sock, 1)
+    assert json.loads(body)["version"] == "1.0" and headers["connection"] == "close" and is_closed(sock)
+
+
+def test_a_client_that_leaves_cancels_its_deferred_answer(http_server):
+    CANCELLED.clear()
+    sock = http_server.connect()
+    sock.sendall(b"GET /d?defer=0.5 HTTP/1.1\r\nHost: x\r\nX-N: gone\r\n\r\n")
+    time.sleep(0.1)
+    # A reset, not a FIN: after a half-close the transport still answers (the peer may be reading).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    deadline = time.monotonic() + 3
+    while not CANCELLED and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert CANCELLED == ["gone"]
+    time.sleep(0.5)  # the answer comes due with nobody to write it to; the server keeps serving
+    assert httpx.get(http_server.url + "/d?defer=0").json()["deferred"] is True
 
 
 def test_connection_close_is_honoured(http_server):
