@@ -70,3 +70,12 @@ class RawBatchHandler(ControlledHandler):
         type(self).calls.append(len(bodies))
         time.sleep(0.05)
         return InferResponse({"y": [f"{b.content_type} {len(b.data)}" for b in bodies]})
+
+
+class InlineControlledHandler(ControlledHandler):
+    """The same answers from a handler that holds the GIL (as scikit-learn does), so its short
+    calls run on the event loop: the scheduler's inline path."""
+
+    name = "inline-controlled"
+    releases_gil = False
+    holds_gil = True
