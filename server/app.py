@@ -325,6 +325,7 @@ class App:
             lambda job: loop.call_soon_threadsafe(back_on_loop, job))
 
     def _with_deadline(self, request: Request, infer_request: InferRequest) -> InferRequest:
+        """The request's headers and deadline (--request-timeout, or its own timeout) on ``infer_request``."""
         headers = infer_request.headers = request.headers
         if infer_request.parameters or TIMEOUT_HEADER in headers:
             timeout = request_timeout(headers, infer_request.parameters, self.request_timeout)
