@@ -186,7 +186,10 @@ def decode_predict_request(body: bytes | memoryview, signature: Signature,
         return InferRequest({spec.name: array}, array.shape[0]), ROW  # positional: cheaper per request
     if "inputs" in spans:
         return decode_predict_request_py(body, signature, by_name)
-    doc = {key: parse_json(body[start:end]) for key, (start, end) in spans.items()}
+    try:
+        doc = {key: parse_json(body[start:end]) for key, (start, end) in spans.items()}
+    except InvalidInput:  # the Python path names the error where it is in the whole body
+        return decode_predict_request_py(body, signature, by_name)
     doc["instances"] = _PLACEHOLDER
     parsed = envelope(doc)
     if by_name is not None and parsed.signature_name is not None:

@@ -188,3 +188,13 @@ def test_signature_name_picks_the_signature_on_both_paths():
         assert decode(body.replace(b"ints", b"default"), floats, by_name)[0].inputs["x"].dtype == np.float32
         with pytest.raises(InvalidInput, match="no signature 'nope'"):
             decode(body.replace(b"ints", b"nope"), floats, by_name)
+
+
+def test_an_error_in_another_key_is_named_where_it_is_in_the_whole_body():
+    """The fast path parses the other top-level keys one by one; their errors must still point
+    into the body, as the Python path's do (found by the property test above)."""
+    body = b'{"instances":[0],"extra":"\\0007"}'
+    signature = Signature((TensorSpec("x"),), (TensorSpec("y"),))
+    assert outcome(vertex_json.decode_predict_request, body, signature) == outcome(
+        vertex_json.decode_predict_request_py, body, signature)
+    assert "char 26" in outcome(vertex_json.decode_predict_request, body, signature)[1]
