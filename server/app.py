@@ -92,7 +92,7 @@ def _failure(err: BaseException) -> Response:
 
 def _predictions_split(fmt: str, extra: dict[str, Any] | None) -> Split:
     """The scheduler's split for Vertex/KServe JSON replies: every request's body from the batch's
-    response, at once."""
+    response, in one call where the model ran."""
     def split(response: InferResponse, requests: list[InferRequest]) -> list[bytes]:
         return vertex_json.encode_predict_responses(response, [r.batch_size for r in requests], fmt, extra)
     return split
@@ -282,8 +282,8 @@ class App:
 
     def _decode_tensors(self, request: Request, model: DeployedModel) -> tuple[InferRequest, str]:
         """The body → an InferRequest typed by the model's signature, by Content-Type."""
-        content_type = request.headers.get("content-type")
-        if content_type == "application/json" or is_json(content_type := request.content_type):
+        content_type = request.content_type
+        if is_json(content_type):
             # A signature_name picks the signature (its inputs and dtypes); an unknown one is a 400.
             return vertex_json.decode_predict_request(request.body, model.signature, model.handler.signature_named)
         infer_request = raw_codec.decode_raw_request(content_type, request.body, model.signature)
@@ -353,7 +353,7 @@ class App:
             status = next((s for s in response.metadata.get("status", ()) if s != 200), 200)
             return Response(status, torchserve_codec.predictions_body(response.outputs[PREDICTIONS], extra))
         except ServingError as err:
-            return Response.error(err.status, err.message, err.headers or None)
+            return _failure(err)
 
     def _check_ready(self, model: DeployedModel) -> None:
         if self.draining:
@@ -407,7 +407,7 @@ class App:
                       else tf_examples.regress_result)(response.outputs, len(examples))
             return Response(200, vertex_json.dumps(result))
         except ServingError as err:
-            return Response.error(err.status, err.message, err.headers or None)
+            return _failure(err)
 
     # -- TorchServe's inference API ----------------------------------------------------------
 

@@ -420,22 +420,7 @@ def encode_predict_response(response: InferResponse, batch_size: int, fmt: str =
 
 def encode_predict_responses(response: InferResponse, counts: list[int], fmt: str = ROW,
                              extra: dict[str, Any] | None = None) -> list[bytes]:
-    """A batch's response → each request's body (``counts[i]`` rows for request i), the same bytes
-    ``encode_predict_response`` gives each part; the usual reply (one integer output) in one pass."""
-    outputs = response.outputs
-    if fmt == ROW and len(outputs) == 1 and len(counts) > 1:
-        for name, value in outputs.items():
-            if type(value) is np.ndarray and value.dtype.kind in "iub" and not name.endswith("_bytes"):
-                rows = value.tolist()
-                tail = b"," + orjson.dumps(extra)[1:] if extra else b"}"
-                dumps = orjson.dumps
-                bodies = []
-                offset = 0
-                for count in counts:
-                    end = offset + count
-                    bodies.append(b'{"predictions":' + dumps(rows[offset:end]) + tail)
-                    offset = end
-                return bodies
+    """A batch's response → each request's body (``counts[i]`` rows for request i)."""
     if len(counts) == 1:
         return [encode_predict_response(response, counts[0], fmt, extra)]
     return [encode_predict_response(part, count, fmt, extra) for part, count in zip(response.split(counts), counts)]

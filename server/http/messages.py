@@ -122,14 +122,14 @@ _head_cache_date: list = [None]
 def plain_head(status: int, content_type: str, length: int, connection: bytes = b"") -> bytes:
     """The head of a response without extra headers. Such heads repeat (same status, type,
     length), so they are cached; the cache lives as long as its Date, one second."""
-    head = _head_cache.get((status, content_type, length, connection))
-    date = _date_cache[1] if int(time.time()) == _date_cache[0] else _date_header()
-    if head is None or _head_cache_date[0] is not date:
-        if _head_cache_date[0] is not date:
-            _head_cache.clear()
-            _head_cache_date[0] = date
-        head = _head_cache[status, content_type, length, connection] = _format_head(
-            status, content_type, length, connection, date, None)
+    date = _date_header()
+    if _head_cache_date[0] is not date:
+        _head_cache.clear()
+        _head_cache_date[0] = date
+    key = (status, content_type, length, connection)
+    head = _head_cache.get(key)
+    if head is None:
+        head = _head_cache[key] = _format_head(status, content_type, length, connection, date, None)
     return head
 
 

@@ -88,7 +88,6 @@ class HttpProtocol(asyncio.Protocol):
         self._between_messages = True  # httptools holds no part of a message
         self._fast_parse = native.parse_request if native is not None else None
         self._max_header_bytes, self._max_body_bytes = self.limits.max_header_bytes, self.limits.max_body_bytes
-        self._idle_timeout = server.phase_timeouts[IDLE] or float("inf")
         self._reset_message()
 
     # -- connection events -------------------------------------------------------------------
@@ -306,17 +305,6 @@ class HttpProtocol(asyncio.Protocol):
     def _deferred_done(self, response: Response):
         request = self._deferred_request
         self._deferred = self._deferred_request = None
-        transport = self.transport
-        body = response.body
-        if (self._between_messages and response.headers is None and request.keep_alive and request.method != "HEAD"
-                and request.http_version == "1.1" and len(body) <= 65536 and transport is not None
-                and not (self._pipeline or self._closing or self._read_paused or self._write_paused
-                         or self.server.draining or transport.is_closing())):
-            # The usual keep-alive answer: what _app_done and _write do, without their branches.
-            self._in_app = False
-            transport.write(plain_head(response.status, response.content_type, len(body)) + body)
-            self._phase, self.deadline = IDLE, self.loop.time() + self._idle_timeout  # _set_phase(IDLE)
-            return
         try:
             self._app_done(request, response)
         except Exception:  # noqa: BLE001 - a write failure must not reach whoever resolved the answer
@@ -324,7 +312,18 @@ class HttpProtocol(asyncio.Protocol):
 
     def _app_done(self, request: Request, response: Response):
         self._in_app = False
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
+            return
+        body = response.body
+        if (self._between_messages and response.headers is None and request.keep_alive and request.method != "HEAD"
+                and request.http_version == "1.1" and len(body) <= 65536
+                and not (self._pipeline or self._closing or self._read_paused or self._write_paused
+                         or self.server.draining or transport.is_closing())):
+            # The usual keep-alive answer: nothing queued, to resume or to close, and no partial
+            # next request; what _write and the lines below do, without their branches.
+            transport.write(plain_head(response.status, response.content_type, len(body)) + body)
+            self._set_phase(IDLE)
             return
         self._write(response, request)
         if not (self._pipeline or self._closing or self._read_paused or self._write_paused):

@@ -203,7 +203,7 @@ class ModelRunner:
             for ticket in batch:
                 request = ticket.request
                 self._queued_rows -= request.batch_size
-                if ticket._reply is None:  # answered: the client went away or its deadline passed while queued
+                if ticket.answered:  # the client went away or its deadline passed while queued
                     continue
                 if request.deadline is not None and now > request.deadline:
                     ticket.answer(DeadlineExceeded(

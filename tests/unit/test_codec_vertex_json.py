@@ -197,8 +197,8 @@ _OUTPUT_ARRAYS = st.one_of(
 @given(_OUTPUT_ARRAYS, st.data(), st.sampled_from([vertex_json.ROW, vertex_json.COLUMNAR]),
        st.sampled_from([None, {"deployedModelId": "42"}]))
 def test_a_batch_reply_encodes_each_request_as_if_alone(values, data, fmt, extra):
-    """encode_predict_responses (one pass over the batch) gives each request the exact bytes
-    encode_predict_response gives its own rows."""
+    """encode_predict_responses (one call for the batch) gives each request the exact bytes that
+    encoding its own rows alone gives: cut at the right rows, whatever the dtype and format."""
     cuts = sorted(data.draw(st.sets(st.integers(1, len(values) - 1), max_size=6)) if len(values) > 1 else [])
     counts = [b - a for a, b in zip([0, *cuts], [*cuts, len(values)])]
     name = data.draw(st.sampled_from(["out", "classes"]))
