@@ -104,17 +104,37 @@ def histogram_text(batches: dict | None) -> str:
     return ", ".join(f"{size}: {100 * n / total:.1f}%" for size, n in top) + f" of {total:,} calls"
 
 
-def table(rows: dict, reference: str) -> list[str]:
-    ref = rows.get(reference, {}).get("requests_per_s")
+def median_round(rounds: list[dict]) -> dict:
+    """The round with the median req/s (the lower middle one of an even count)."""
+    ranked = sorted(rounds, key=lambda r: r["requests_per_s"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def median_ratio(rounds: list[dict], reference: list[dict]) -> float:
+    """The median over rounds of req/s against the reference's req/s in the same round."""
+    ratios = sorted(r["requests_per_s"] / ref["requests_per_s"] for r, ref in zip(rounds, reference))
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+
+
+def table(runs: dict[str, list[dict]], reference: str) -> list[str]:
+    """One row per server: its median round, the req/s of every round, and the median ratio to the
+    reference measured in the same rounds."""
+    ref = runs.get(reference)
+    ref = ref if ref and "skipped" not in ref[0] else None
+    several = any(len(rounds) > 1 for rounds in runs.values())
     lines = ["| server | req/s | p50 ms | p90 ms | p99 ms | non-2xx | " + (f"× {reference} | " if ref else "")
-             + "batch sizes (share of calls) |", "|---|---|---|---|---|---|" + ("---|" if ref else "") + "---|"]
-    for name, r in rows.items():
-        if "skipped" in r:
-            lines.append(f"| {name} | skipped: {r['skipped']} |")
+             + ("req/s each round | " if several else "") + "batch sizes (share of calls) |",
+             "|---|---|---|---|---|---|" + ("---|" if ref else "") + ("---|" if several else "") + "---|"]
+    for name, rounds in runs.items():
+        if "skipped" in rounds[0]:
+            lines.append(f"| {name} | skipped: {rounds[0]['skipped']} |")
             continue
-        ratio = f" {r['requests_per_s'] / ref:.1f}× |" if ref else ""
+        r = median_round(rounds)
+        ratio = f" {median_ratio(rounds, ref):.2f}× |" if ref else ""
+        each = " " + " / ".join(f"{x['requests_per_s']:,.0f}" for x in rounds) + " |" if several else ""
         lines.append(f"| {name} | {r['requests_per_s']:,.0f} | {r.get('p50_ms')} | {r.get('p90_ms')} | "
-                     f"{r.get('p99_ms')} | {r.get('non_2xx', 0)} |{ratio} {histogram_text(r.get('batch_sizes'))} |")
+                     f"{r.get('p99_ms')} | {r.get('non_2xx', 0)} |{ratio}{each} {histogram_text(r.get('batch_sizes'))} |")
     return lines
 
 
@@ -128,36 +148,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--scaling", action="store_true",
                         help="hyperserve with 1 and 2 workers, server and wrk unpinned (instead of the table)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every server this many times, interleaved; the table shows each one's "
+                             "median round and its median ratio to the reference within rounds")
     parser.add_argument("--out", type=Path, default=None,
                         help="results path without suffix (default: bench/results/<date>-<host>-wrk-<name>)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="hyperserve-wrk-"))
     model_dir, instances = build_w1(work)
-    rows: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {}  # each row's result in every round
     every_cpu = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    if args.scaling:
-        # One worker under the table's load and under the two workers' load (which lets it run
-        # fuller batches), then two workers, each with about the table's load.
-        for workers, connections in ((1, args.connections), (1, 2 * args.connections), (2, 2 * args.connections)):
-            got = measure("hyperserve", model_dir, instances, work, args, extra=("--workers", str(workers)),
-                          server_cpus=every_cpu, client_cpus=every_cpu, threads=2, connections=connections)
-            rows[f"hyperserve --workers {workers}, {connections} connections"] = got["hyperserve"]
-    else:
-        for name in args.servers.split(","):
-            missing = SERVERS[name].available()
-            if missing:
-                rows[name] = {"skipped": missing}
-                continue
-            rows.update(measure(name, model_dir, instances, work, args, server_cpus=args.server_cpu,
-                                client_cpus=args.client_cpu, connections=args.connections,
-                                live=name == "hyperserve"))
+    # Rounds interleave the servers, so that a slow stretch of a shared machine lands on all of them.
+    for _ in range(args.rounds):
+        if args.scaling:
+            # One worker under the table's load and under the two workers' load (which lets it run
+            # fuller batches), then two workers, each with about the table's load.
+            for workers, connections in ((1, args.connections), (1, 2 * args.connections),
+                                         (2, 2 * args.connections)):
+                got = measure("hyperserve", model_dir, instances, work, args, extra=("--workers", str(workers)),
+                              server_cpus=every_cpu, client_cpus=every_cpu, threads=2, connections=connections)
+                runs.setdefault(f"hyperserve --workers {workers}, {connections} connections", []).append(
+                    got["hyperserve"])
+        else:
+            for name in args.servers.split(","):
+                missing = SERVERS[name].available()
+                if missing:
+                    runs[name] = [{"skipped": missing}]
+                    continue
+                got = measure(name, model_dir, instances, work, args, server_cpus=args.server_cpu,
+                              client_cpus=args.client_cpu, connections=args.connections, live=name == "hyperserve")
+                for row_name, row in got.items():
+                    runs.setdefault(row_name, []).append(row)
 
     stamp, host = datetime.date.today().isoformat(), socket.gethostname()
     command = "python -m hyperserve.bench.wrk_compare " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"date": stamp, "host": host, "cpu": cpu_model(), "cores": os.cpu_count(), "server_cpu": args.server_cpu,
             "client_cpu": args.client_cpu, "duration_s": args.duration, "connections": args.connections,
-            "command": command}
+            "rounds": args.rounds, "command": command}
     out = args.out or RESULTS / f"{stamp}-{host}-wrk-{args.name}"
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.scaling:
@@ -167,10 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         setup = (f"server on CPU {args.server_cpu}, `wrk -t1 -c{args.connections}` on CPU {args.client_cpu}, "
                  f"{args.duration}s, body `{json.dumps({'instances': instances})}`")
-        reference = "cpr" if "cpr" in rows and "skipped" not in rows["cpr"] else "hyperserve"
+        reference = "cpr" if "cpr" in runs and "skipped" not in runs["cpr"][0] else "hyperserve"
+    if args.rounds > 1:
+        setup += f"; {args.rounds} rounds, each server once per round"
     lines = [f"# {args.name} with wrk — {stamp}, {meta['cpu']} ({meta['cores']} cores)", "", setup, "",
-             f"`{command}`", "", *table(rows, reference)]
-    report.save(out, meta, rows, "\n".join(lines) + "\n")
+             f"`{command}`", "", *table(runs, reference)]
+    report.save(out, meta, runs, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

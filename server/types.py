@@ -65,9 +65,16 @@ class InferRequest:
     id: int = field(default_factory=_request_ids.__next__)
     deadline: float | None = None  # time.monotonic() after which the request is answered 504
     enqueued: float = 0.0  # time.monotonic() when the scheduler queued it
-    batch_key: Any = None  # cached by the scheduler: which requests may share a framework call
+    batch_key: Any = None  # which requests may share a framework call (set by the scheduler, or a codec)
     parts: list | None = None  # a batch's own requests, in order (for handlers that answer per request)
     signature_name: str | None = None  # which of the model's signatures (TF Serving's signature_name)
+
+
+def one_tensor_key(name: str, dtype: np.dtype, inner_shape: tuple[int, ...], signature_name: str | None) -> tuple:
+    """The batch key of a request with one array input and no parameters: requests with equal keys
+    can share a framework call. A codec that knows every such request of an input has the same
+    key makes it once and sets it, so the scheduler compares identical objects."""
+    return ((name, dtype, inner_shape),), b"", signature_name
 
 
 # The input that holds a batch of raw bodies (a list of RawBody) for handlers with batches_raw.

@@ -20,7 +20,7 @@ import orjson
 
 from ..errors import InvalidInput
 from ..native import native
-from ..types import InferRequest, InferResponse, Signature, TensorSpec
+from ..types import InferRequest, InferResponse, Signature, TensorSpec, one_tensor_key
 from .tensors import json_type, to_array
 
 ROW, COLUMNAR = "row", "columnar"
@@ -156,7 +156,16 @@ def _native_plan(spec: TensorSpec) -> tuple | None:
     return ("numbers", target, None if spec.shape is None else list(spec.shape[1:]))
 
 
-_plans: dict[int, tuple[TensorSpec, tuple | None]] = {}  # id(spec) → (spec, plan); the spec keeps its id
+def _fixed_key(spec: TensorSpec) -> tuple | None:
+    """The batch key every natively decoded request of this input has (one array of the spec's
+    dtype and per-instance shape), when the spec fixes both; else None (the scheduler computes it)."""
+    if spec.dtype is None or spec.shape is None or any(d < 0 for d in spec.shape[1:]):
+        return None
+    return one_tensor_key(spec.name, spec.dtype, tuple(spec.shape[1:]), None)
+
+
+# id(spec) → (spec, plan, fixed batch key); the spec keeps its id
+_plans: dict[int, tuple[TensorSpec, tuple | None, tuple | None]] = {}
 
 
 def decode_predict_request(body: bytes | memoryview, signature: Signature,
@@ -171,7 +180,7 @@ def decode_predict_request(body: bytes | memoryview, signature: Signature,
     if cached is None or cached[0] is not spec:
         if len(_plans) > 1024:
             _plans.clear()
-        cached = _plans[id(spec)] = (spec, _native_plan(spec))
+        cached = _plans[id(spec)] = (spec, _native_plan(spec), _fixed_key(spec))
     plan = cached[1]
     if plan is None:
         return decode_predict_request_py(body, signature, by_name)
@@ -183,7 +192,9 @@ def decode_predict_request(body: bytes | memoryview, signature: Signature,
         return decode_predict_request_py(body, signature, by_name)
     array, spans = decoded
     if not spans:  # {"instances": [...]} alone, the usual body: nothing else to check
-        return InferRequest({spec.name: array}, array.shape[0]), ROW  # positional: cheaper per request
+        request = InferRequest({spec.name: array}, array.shape[0])  # positional: cheaper per request
+        request.batch_key = cached[2]
+        return request, ROW
     if "inputs" in spans:
         return decode_predict_request_py(body, signature, by_name)
     try:
@@ -399,12 +410,8 @@ def encode_predict_response(response: InferResponse, batch_size: int, fmt: str =
     outputs = response.outputs
     if fmt == ROW and len(outputs) == 1:
         for name, value in outputs.items():
-            # The usual reply: one array of labels or counts, which cannot hold a non-finite number.
-            if type(value) is np.ndarray and value.dtype.kind in "iub" and not name.endswith("_bytes"):
-                doc = {"predictions": value}
-                if extra:
-                    doc.update(extra)
-                return orjson.dumps(doc, default=_default, option=_DUMPS_OPTIONS)
+            if _is_labels(name, value):
+                return _labels_body(value, extra)
     if fmt == COLUMNAR:
         if len(outputs) == 1:
             name, value = next(iter(outputs.items()))
@@ -423,7 +430,33 @@ def encode_predict_responses(response: InferResponse, counts: list[int], fmt: st
     """A batch's response → each request's body (``counts[i]`` rows for request i)."""
     if len(counts) == 1:
         return [encode_predict_response(response, counts[0], fmt, extra)]
+    outputs = response.outputs
+    if fmt == ROW and len(outputs) == 1:
+        for name, value in outputs.items():
+            if _is_labels(name, value):
+                # One conversion to Python numbers for the batch; each reply is its rows' slice.
+                labels = value.tolist()
+                bodies = []
+                offset = 0
+                for count in counts:
+                    end = offset + count
+                    bodies.append(_labels_body(labels[offset:end], extra))
+                    offset = end
+                return bodies
     return [encode_predict_response(part, count, fmt, extra) for part, count in zip(response.split(counts), counts)]
+
+
+def _is_labels(name: str, value: Any) -> bool:
+    """The usual reply: one array of labels or counts, which cannot hold a non-finite number."""
+    return type(value) is np.ndarray and value.dtype.kind in "iub" and not name.endswith("_bytes")
+
+
+def _labels_body(rows: Any, extra: dict[str, Any] | None) -> bytes:
+    """{"predictions": rows} plus ``extra``; ``rows`` is such an array, or its rows as Python numbers."""
+    doc = {"predictions": rows}
+    if extra:
+        doc.update(extra)
+    return orjson.dumps(doc, default=_default, option=_DUMPS_OPTIONS)
 
 
 def encode_error(message: str) -> bytes:

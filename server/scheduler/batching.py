@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..types import InferRequest, InferResponse
+from ..types import InferRequest, InferResponse, one_tensor_key
 
 
 _ALONE = ("alone",)  # never equal to another request's key object
@@ -33,7 +33,7 @@ def _compute_key(request: InferRequest) -> tuple:
     if len(inputs) == 1 and not request.parameters:  # the usual request: one array
         for name, value in inputs.items():
             if type(value) is np.ndarray:
-                return ((name, value.dtype, value.shape[1:]),), b"", request.signature_name
+                return one_tensor_key(name, value.dtype, value.shape[1:], request.signature_name)
     parts = []
     for name, value in request.inputs.items():
         if type(value) is np.ndarray:
@@ -58,7 +58,7 @@ def take_batch(queue, max_rows: int) -> list:
     skipped = []
     while queue and rows < max_rows:
         request = queue[0].request
-        if batch_key(request) != key:
+        if (request.batch_key or batch_key(request)) != key:
             skipped.append(queue.popleft())
             if len(skipped) > 8:  # do not scan a long queue looking for partners
                 break

@@ -117,16 +117,31 @@ def test_peer_harness_smoke(tmp_path):
 
 
 def test_wrk_table_smoke(tmp_path):
-    """The scheduler benchmark's harness (wrk as the client): every server measured, hyperserve's
-    batch sizes and /live row included, ratios against the reference."""
+    """The scheduler benchmark's harness (wrk as the client): every server measured in each of two
+    interleaved rounds, hyperserve's batch sizes and /live row included, median ratios against the
+    reference."""
     out = tmp_path / "wrk"
     proc = subprocess.run([sys.executable, "-m", "hyperserve.bench.wrk_compare", "--servers", "hyperserve,uvicorn-empty",
                            "--duration", "1", "--connections", "8", "--client-cpu", str(min(1, os.cpu_count() - 1)),
-                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=str(ROOT),
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           "--rounds", "2", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = json.loads(out.with_suffix(".json").read_text())["results"]
-    assert set(rows) == {"hyperserve", "hyperserve GET /live (transport only)", "uvicorn-empty"}
-    assert all(r["requests_per_s"] > 0 and r["non_2xx"] == 0 for r in rows.values())
-    assert sum(rows["hyperserve"]["batch_sizes"].values()) > 0
-    assert "| hyperserve | " in out.with_suffix(".md").read_text()
+    runs = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert set(runs) == {"hyperserve", "hyperserve GET /live (transport only)", "uvicorn-empty"}
+    assert all(len(rounds) == 2 for rounds in runs.values())
+    assert all(r["requests_per_s"] > 0 and r["non_2xx"] == 0 for rounds in runs.values() for r in rounds)
+    assert all(sum(r["batch_sizes"].values()) > 0 for r in runs["hyperserve"])
+    markdown = out.with_suffix(".md").read_text()
+    assert "| hyperserve | " in markdown and "req/s each round" in markdown
+
+
+def test_wrk_median_round_and_ratio():
+    """The table's row is the median round; its ratio is the median of same-round ratios."""
+    from hyperserve.bench.wrk_compare import median_ratio, median_round
+
+    rounds = [{"requests_per_s": v} for v in (30.0, 10.0, 20.0)]
+    reference = [{"requests_per_s": v} for v in (10.0, 10.0, 5.0)]  # same-round ratios 3, 1, 4
+    assert median_round(rounds)["requests_per_s"] == 20.0
+    assert median_round(rounds[:2])["requests_per_s"] == 10.0  # the lower middle of an even count
+    assert median_ratio(rounds, reference) == 3.0
+    assert median_ratio(rounds[:2], reference[:2]) == 2.0
