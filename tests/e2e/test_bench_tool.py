@@ -135,6 +135,32 @@ def test_wrk_table_smoke(tmp_path):
     assert "| hyperserve | " in markdown and "req/s each round" in markdown
 
 
+def test_wrk_scaling_smoke(tmp_path):
+    """--scaling: one worker at two loads, then two workers, with the CPU each side spent per
+    request and the bound that wrk's share of the cores puts on two workers."""
+    out = tmp_path / "scaling"
+    proc = subprocess.run([sys.executable, "-m", "hyperserve.bench.wrk_compare", "--scaling", "--duration", "1",
+                           "--connections", "8", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert list(runs) == ["hyperserve --workers 1, 8 connections", "hyperserve --workers 1, 16 connections",
+                          "hyperserve --workers 2, 16 connections"]
+    for (row,) in runs.values():
+        assert row["requests_per_s"] > 0 and row["non_2xx"] == 0
+        assert row["server_cpu_us_per_request"] > 0 and row["wrk_cpu_us_per_request"] > 0
+    assert "two workers can reach at most" in out.with_suffix(".md").read_text()
+
+
+def test_predict_inprocess_smoke():
+    """The in-process predict driver runs the real path to the end: every answer a 200, batches formed."""
+    proc = subprocess.run([sys.executable, "-m", "hyperserve.bench.predict_inprocess", "-n", "400", "-c", "8"],
+                          capture_output=True, text=True, timeout=300, cwd=str(ROOT),
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "400 requests over 8 connections" in proc.stdout and "{8: " in proc.stdout
+
+
 def test_wrk_median_round_and_ratio():
     """The table's row is the median round; its ratio is the median of same-round ratios."""
     from hyperserve.bench.wrk_compare import median_ratio, median_round
