@@ -191,6 +191,12 @@ _OUTPUT_ARRAYS = st.one_of(
     st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1, max_size=40).map(
         lambda v: np.array(v, dtype=np.float32)),
     st.lists(st.integers(0, 255), min_size=2, max_size=40).map(lambda v: np.array(v, dtype=np.uint8).reshape(-1, 1)),
+    # labels at the ends of their dtypes' ranges, and a strided (not C-contiguous) view
+    st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=40).map(lambda v: np.array(v, dtype=np.int64)),
+    st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=40).map(lambda v: np.array(v, dtype=np.uint64)),
+    st.lists(st.integers(-128, 127), min_size=1, max_size=40).map(lambda v: np.array(v, dtype=np.int8)),
+    st.lists(st.integers(-2**31, 2**31 - 1), min_size=2, max_size=40).map(
+        lambda v: np.asfortranarray(np.array(v[: len(v) // 2 * 2], dtype=np.int32).reshape(-1, 2))),
 )
 
 
