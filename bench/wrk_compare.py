@@ -135,9 +135,9 @@ def histogram_text(batches: dict | None) -> str:
     return ", ".join(f"{size}: {100 * n / total:.1f}%" for size, n in top) + f" of {total:,} calls"
 
 
-def median_round(rounds: list[dict]) -> dict:
-    """The round with the median req/s (the lower middle one of an even count)."""
-    ranked = sorted(rounds, key=lambda r: r["requests_per_s"])
+def median_round(rounds: list[dict], measure: str = "requests_per_s") -> dict:
+    """The round with the median ``measure`` (the lower middle one of an even count)."""
+    ranked = sorted(rounds, key=lambda r: r[measure])
     return ranked[(len(ranked) - 1) // 2]
 
 
@@ -151,8 +151,8 @@ def median_ratio(rounds: list[dict], reference: list[dict]) -> float:
 def scaling_bound(one: list[dict], two: list[dict]) -> str:
     """What two workers can reach when wrk shares their cores: if one worker spends s µs of CPU per
     request and wrk w, two cores serve at most 2/(s + w) requests per µs against one worker's 1/s."""
-    s = sorted(r["server_cpu_us_per_request"] for r in one)[(len(one) - 1) // 2]
-    w = sorted(r["wrk_cpu_us_per_request"] for r in two)[(len(two) - 1) // 2]
+    s = median_round(one, "server_cpu_us_per_request")["server_cpu_us_per_request"]
+    w = median_round(two, "wrk_cpu_us_per_request")["wrk_cpu_us_per_request"]
     return (f"CPU per request (medians): one worker {s} µs, wrk {w} µs with two workers. With wrk on the same "
             f"cores, two workers can reach at most 2·s/(s + w) = {2 * s / (s + w):.2f}× one worker; measured "
             f"{median_ratio(two, one):.2f}×.")

@@ -169,5 +169,6 @@ def test_wrk_median_round_and_ratio():
     reference = [{"requests_per_s": v} for v in (10.0, 10.0, 5.0)]  # same-round ratios 3, 1, 4
     assert median_round(rounds)["requests_per_s"] == 20.0
     assert median_round(rounds[:2])["requests_per_s"] == 10.0  # the lower middle of an even count
+    assert median_round([{"cpu": 3.0}, {"cpu": 1.0}, {"cpu": 2.0}], "cpu")["cpu"] == 2.0
     assert median_ratio(rounds, reference) == 3.0
     assert median_ratio(rounds[:2], reference[:2]) == 2.0
