@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .config import SERVE_OPTIONS, add_options
+from .config import SAGEMAKER_MODEL_DIR, SERVE_OPTIONS, add_options, platform_model_uri
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,8 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve a model over HTTP",
                            description="Serve a model: bind the port at once, answer health 503 while the model "
                                        "loads, 200 once it can serve, and drain gracefully on SIGTERM.")
-    serve.add_argument("model_uri", nargs="?", default=os.environ.get("AIP_STORAGE_URI", ""), metavar="MODEL_URI",
-                       help="a directory, a model file, or gs://bucket/prefix (default: $AIP_STORAGE_URI); "
+    serve.add_argument("model_uri", nargs="?", default=platform_model_uri(), metavar="MODEL_URI",
+                       help="a directory, a model file, or gs://bucket/prefix (default: $AIP_STORAGE_URI, "
+                            f"else $AZUREML_MODEL_DIR, else {SAGEMAKER_MODEL_DIR} when it holds files); "
                             "served as --model-name")
     serve.add_argument("--model", action="append", metavar="NAME[:VERSION]=URI",
                        help="one more model to serve (repeatable)")

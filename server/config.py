@@ -43,7 +43,8 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--host", _env("HOST"), "0.0.0.0", str, "address to bind"),
     Option("--workers", _env("WORKERS"), 0, int,
            "worker processes sharing the port (0: one per GPU when one is usable, else one per core)"),
-    Option("--port", ("AIP_HTTP_PORT",) + _env("PORT"), 8080, int, "port to bind"),
+    # SAGEMAKER_BIND_TO_PORT: SageMaker's port for a container of an inference pipeline.
+    Option("--port", ("AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT") + _env("PORT"), 8080, int, "port to bind"),
     Option("--health-route", ("AIP_HEALTH_ROUTE",), "/health", str, "readiness route (Vertex AI)"),
     Option("--predict-route", ("AIP_PREDICT_ROUTE",), "/predict", str, "predict and rawPredict route (Vertex AI)"),
     Option("--model-name", _env("MODEL_NAME"), "model", str, "name of the model on the KServe v1 routes"),
@@ -93,6 +94,33 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--cache-dir", _env("CACHE_DIR"), "/tmp/hyperserve", str, "where gs:// artifacts are downloaded"),
     Option("--log-level", _env("LOG_LEVEL"), "info", str, "debug, info, warning or error"),
 )
+
+
+# Where each platform puts the model when the container is started with no model argument, in
+# order: Vertex AI's artifact URI, the directory Azure ML mounts, SageMaker's fixed directory.
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+
+
+def platform_model_uri(environ=os.environ, sagemaker_dir: str = SAGEMAKER_MODEL_DIR) -> str:
+    if environ.get("AIP_STORAGE_URI"):
+        return environ["AIP_STORAGE_URI"]
+    if environ.get("AZUREML_MODEL_DIR"):
+        return azureml_model_path(environ["AZUREML_MODEL_DIR"])
+    if os.path.isdir(sagemaker_dir) and any(os.scandir(sagemaker_dir)):
+        return sagemaker_dir
+    return ""
+
+
+def azureml_model_path(model_dir: str) -> str:
+    """Azure ML mounts a model registered from a folder as <AZUREML_MODEL_DIR>/<folder>/: serve
+    that folder when it is all the directory holds."""
+    try:
+        entries = list(os.scandir(model_dir))
+    except OSError:
+        return model_dir  # the load names the missing directory
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0].path
+    return model_dir
 
 
 def env_default(option: Option, environ=os.environ) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,3 +202,29 @@ def tf_saved_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("tf")
     save_cases(root / "1")
     return root
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    """gcp-storage-emulator on loopback, started and stopped here."""
+    exe = shutil.which("gcp-storage-emulator", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    if exe is None:
+        pytest.fail("gcp-storage-emulator is not installed (pip install -e '.[test]' installs it)")
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("gcs")
+    proc = subprocess.Popen([exe, "-d", str(data_dir), "start", "--host", "127.0.0.1", "--port", str(port),
+                             "--in-memory", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(host + "/storage/v1/b", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("the GCS emulator did not start")
+    yield host
+    proc.terminate()
+    proc.wait(10)

@@ -90,7 +90,8 @@ def model_specs(args) -> tuple[list[ModelSpec], str]:
         specs.extend(from_file)
     if not specs:
         raise ServingError("no model given: pass MODEL_URI, --model NAME=URI or --model-config, "
-                           "or set AIP_STORAGE_URI")
+                           "or set AIP_STORAGE_URI (Vertex AI) or AZUREML_MODEL_DIR (Azure ML), "
+                           "or put the model in /opt/ml/model (SageMaker)")
     seen = set()
     for spec in specs:
         if (spec.name, spec.version) in seen:

