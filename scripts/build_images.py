@@ -49,6 +49,7 @@ class Image:
     trim: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     pip: bool = False
+    target_mb: int = 0
 
     @property
     def framework_version(self) -> str:
@@ -69,10 +70,26 @@ def load_matrix(path: Path = MATRIX) -> dict[str, Image]:
     for name, entry in tomllib.loads(path.read_text())["images"].items():
         images[name] = Image(name=name, title=entry["title"], device=entry["device"], framework=entry["framework"],
                              requirements=tuple(entry["requirements"]), trim=tuple(entry.get("trim", ())),
-                             examples=tuple(entry.get("examples", ())), pip=bool(entry.get("pip", False)))
+                             examples=tuple(entry.get("examples", ())), pip=bool(entry.get("pip", False)),
+                             target_mb=int(entry.get("target_mb", 0)))
         if images[name].device not in ("cpu", "gpu"):
             raise SystemExit(f"{path.name}: image {name}: device must be cpu or gpu")
     return images
+
+
+def select(words: list[str], matrix: dict[str, Image]) -> list[str]:
+    """Image names from words: a name, all, or a device (cpu, gpu)."""
+    names = []
+    for word in words:
+        if word == "all":
+            names += list(matrix)
+        elif word in ("cpu", "gpu"):
+            names += [n for n, image in matrix.items() if image.device == word]
+        elif word in matrix:
+            names.append(word)
+        else:
+            raise ValueError(f"no image {word!r}: the matrix has {', '.join(matrix)}")
+    return list(dict.fromkeys(names))
 
 
 def hyperserve_version() -> str:
@@ -357,6 +374,33 @@ def save_results(results: list[Built], path: Path) -> None:
     path.write_text(json.dumps(known, indent=2, sort_keys=True))
 
 
+# Published sizes of the peers' images, for the report's comparison line (not measured here).
+PEER_SIZES = ("MLServer's sklearn image 0.93 GB (its full image 3.74 GB), KServe's PyTorch CPU image 1.83 GB, "
+              "Seldon's Python image 1.9 GB, MLflow's generated sklearn image just under 1 GB, Triton 8–16 GB")
+
+
+def images_report(matrix: dict[str, Image], work: Path = WORK) -> str:
+    """The images table: build results (results.json) with the smoke runs of tests/images/
+    (smoke.json: time to health 200 and idle RSS, per example model)."""
+    built = json.loads((work / "results.json").read_text()) if (work / "results.json").exists() else {}
+    smoke = json.loads((work / "smoke.json").read_text()) if (work / "smoke.json").exists() else {}
+    lines = ["| image | uncompressed | target | compressed (OCI, gzip) | build s (wheelhouse + image) | "
+             "ready s (health 200, per example) | idle RSS |", "|---|---|---|---|---|---|---|"]
+    for name, image in matrix.items():
+        if name not in built:
+            continue
+        b = built[name]
+        runs = smoke.get(name, {})
+        target = f"≤ {image.target_mb:,} MB {'met' if b['size_bytes'] <= image.target_mb * 1e6 else 'NOT met'}" \
+            if image.target_mb else "-"
+        ready = ", ".join(f"{example} {r['ready_seconds']}" for example, r in runs.items()) or "not run"
+        rss = ", ".join(f"{example} {mb(r['idle_rss_bytes'])} ({r['processes']} processes)"
+                        for example, r in runs.items()) or "-"
+        lines.append(f"| `{b['reference']}` | {mb(b['size_bytes'])} | {target} | {mb(b.get('archive_bytes', 0))} | "
+                     f"{b['wheelhouse_seconds']} + {b['build_seconds']} | {ready} | {rss} |")
+    return "\n".join(lines) + f"\n\nPeers (published sizes): {PEER_SIZES}.\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     matrix = load_matrix()
     parser = argparse.ArgumentParser(prog="scripts/build-images.sh", description=__doc__.split("\n\n")[0])
@@ -368,22 +412,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--builder", default="auto", choices=("auto", "docker", "buildah"))
     parser.add_argument("--oci-archive", type=Path, metavar="DIR",
                         help="also export each image as a compressed OCI archive DIR/<name>.oci.tar")
-    parser.add_argument("--source", default="", help="the org.opencontainers.image.source label (default: git's origin)")
+    parser.add_argument("--source", default="",
+                        help="the org.opencontainers.image.source label (default: git's origin)")
     parser.add_argument("--list", action="store_true", help="print the matrix's image references and exit")
+    parser.add_argument("--no-results", action="store_true",
+                        help="leave build/images/results.json as it is (the tests' builds, often from cache)")
+    parser.add_argument("--report", type=Path, metavar="FILE",
+                        help="write the images table (sizes, build times, and the image tests' ready times and "
+                             "idle RSS from build/images/smoke.json) to FILE and exit")
     args = parser.parse_args(argv)
 
-    names = []
-    for name in args.names:
-        if name == "all":
-            names += list(matrix)
-        elif name in ("cpu", "gpu"):
-            names += [n for n, image in matrix.items() if image.device == name]
-        elif name in matrix:
-            names.append(name)
-        else:
-            parser.error(f"no image {name!r}: the matrix has {', '.join(matrix)}")
-    names = list(dict.fromkeys(names))
+    try:
+        names = select(args.names, matrix)
+    except ValueError as err:
+        parser.error(str(err))
     version = hyperserve_version()
+    if args.report:
+        args.report.write_text(images_report(matrix))
+        print(args.report.read_text())
+        return 0
     if args.list:
         for name in names:
             print(matrix[name].reference(version))
@@ -399,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(build_image(matrix[name], builder, base, wheel, version, args.source, args.oci_archive))
         log(f"{name}: {results[-1].reference}, {mb(results[-1].size_bytes)}, "
             f"built in {results[-1].wheelhouse_seconds + results[-1].build_seconds:.0f} s")
-        save_results(results[-1:], WORK / "results.json")
+        if not args.no_results:
+            save_results(results[-1:], WORK / "results.json")
     print(report(results))
     return 0
 
@@ -414,7 +462,8 @@ def run(cmd: list[str], **kwargs) -> None:
 
 def quiet(cmd: list[str], timeout: float | None = None) -> bool:
     try:
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout).returncode == 0
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+        return done.returncode == 0
     except (subprocess.TimeoutExpired, FileNotFoundError):
         return False
 

@@ -28,18 +28,7 @@ def selected(environ=os.environ) -> list[str]:
     value = environ.get("HYPERSERVE_IMAGE_TESTS", "").strip() or CI_IMAGE
     if value == "none":
         return []
-    names = []
-    for item in value.split(","):
-        item = item.strip()
-        if item == "all":
-            names += list(MATRIX)
-        elif item in ("cpu", "gpu"):
-            names += [n for n, image in MATRIX.items() if image.device == item]
-        elif item in MATRIX:
-            names.append(item)
-        else:
-            raise ValueError(f"HYPERSERVE_IMAGE_TESTS names no image {item!r}: the matrix has {', '.join(MATRIX)}")
-    return list(dict.fromkeys(names))
+    return build_images.select([word.strip() for word in value.split(",")], MATRIX)
 
 
 def readable_copy(path: Path) -> Path:

@@ -42,8 +42,8 @@ def vertex() -> Deployment:
     # What Vertex AI sets from the Model (CONTRACTS.md §1).
     env.update(AIP_HTTP_PORT=str(port), AIP_HEALTH_ROUTE=spec["healthRoute"], AIP_PREDICT_ROUTE=spec["predictRoute"],
                AIP_STORAGE_URI=model["artifactUri"], AIP_DEPLOYED_MODEL_ID="5678", AIP_MODE="PREDICTION")
-    return Deployment("vertex", spec["imageUri"], port, {"health": spec["healthRoute"], "predict": spec["predictRoute"]},
-                      env, spec.get("args"), port_variable="AIP_HTTP_PORT")
+    routes = {"health": spec["healthRoute"], "predict": spec["predictRoute"]}
+    return Deployment("vertex", spec["imageUri"], port, routes, env, spec.get("args"), port_variable="AIP_HTTP_PORT")
 
 
 def kserve(runtime: str = "hyperserve-sklearn") -> Deployment:

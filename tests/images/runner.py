@@ -63,6 +63,18 @@ def image_config(ref: str) -> dict:
                                      capture_output=True, text=True).stdout)["OCIv1"]["config"]
 
 
+def run_in_image(ref: str, argv: list[str]) -> str:
+    """stdout of one command in a fresh container of ``ref`` (as its user)."""
+    container = subprocess.run(buildah("from", "--pull-never", "--quiet", ref), check=True, capture_output=True,
+                               text=True).stdout.strip()
+    try:
+        user = image_config(ref).get("User") or "0"
+        return subprocess.run(buildah("run", "--isolation", "chroot", "--user", user, container, "--", *argv),
+                              check=True, capture_output=True, text=True, timeout=120).stdout.strip()
+    finally:
+        subprocess.run(buildah("rm", container), capture_output=True)
+
+
 class ImageRun:
     """One container of ``ref``: ``args`` replace the image's CMD (as `docker run IMAGE args`)."""
 

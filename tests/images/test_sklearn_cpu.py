@@ -46,6 +46,23 @@ def expected(sklearn_dir) -> list:
     return joblib.load(sklearn_dir / "model.joblib").predict(np.array(ROWS)).tolist()
 
 
+def test_image_is_labelled_and_configured_for_every_platform(image):
+    from tests.images.build import build_images
+    from tests.images.runner import image_config, run_in_image
+
+    config = image_config(image)
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.title"] == CI_IMAGE
+    assert labels["org.opencontainers.image.version"] == build_images.hyperserve_version()
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert len(labels["org.opencontainers.image.revision"].removesuffix("-dirty")) == 40, "the git commit"
+    assert config["User"] == "1000:1000"
+    assert "8080/tcp" in config["ExposedPorts"]
+    assert not [e for e in config["Env"] if e.startswith("AIP_")], "Vertex sets AIP_*, the image never does"
+    installed = run_in_image(image, ["/opt/hyperserve/bin/python", "-c", "import sklearn; print(sklearn.__version__)"])
+    assert image.endswith(f"-{'.'.join(installed.split('.')[:2])}"), f"the tag names scikit-learn {installed}"
+
+
 def test_vertex_ai_from_gs_health_predict_raw_predict_and_drain(image, gcs_emulator, sklearn_dir):
     upload(gcs_emulator, "image-tests", "sklearn/model", sklearn_dir)
     # The artifacts are served through a gate: the container is seen while its download waits.
