@@ -201,6 +201,10 @@ class Builder(abc.ABC):
     def export(self, ref: str, path: Path) -> None:
         """A compressed archive of the image at ``path``."""
 
+    @abc.abstractmethod
+    def prune(self) -> None:
+        """Remove dangling images (the install stages the layer cache keeps)."""
+
 
 class Docker(Builder):
     name = "docker"
@@ -224,6 +228,10 @@ class Docker(Builder):
             subprocess.run(["gzip", "-6"], stdin=save.stdout, stdout=out, check=True)
             if save.wait() != 0:
                 raise SystemExit(f"docker save {ref} failed")
+
+    def prune(self):
+        if not quiet(["docker", "image", "prune", "-f"]):
+            log("docker image prune failed")
 
 
 def buildah(*args: str) -> list[str]:
@@ -262,6 +270,10 @@ class Buildah(Builder):
 
     def export(self, ref, path):
         run(buildah("push", "--quiet", ref, f"oci-archive:{path}:{ref.rsplit('/', 1)[-1]}"))
+
+    def prune(self):
+        if not quiet(buildah("rmi", "--prune")):
+            log("could not remove every dangling image (one is in use by a container); `buildah containers` lists them")
 
 
 def find_builder(choice: str = "auto") -> Builder:
@@ -415,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", default="",
                         help="the org.opencontainers.image.source label (default: git's origin)")
     parser.add_argument("--list", action="store_true", help="print the matrix's image references and exit")
+    parser.add_argument("--prune", action="store_true",
+                        help="after each image, remove its intermediate stages (less disk, no layer cache)")
     parser.add_argument("--no-results", action="store_true",
                         help="leave build/images/results.json as it is (the tests' builds, often from cache)")
     parser.add_argument("--report", type=Path, metavar="FILE",
@@ -448,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
             f"built in {results[-1].wheelhouse_seconds + results[-1].build_seconds:.0f} s")
         if not args.no_results:
             save_results(results[-1:], WORK / "results.json")
+        if args.prune:
+            builder.prune()
     print(report(results))
     return 0
 

@@ -106,8 +106,10 @@ def platform_model_uri(environ=os.environ, sagemaker_dir: str = SAGEMAKER_MODEL_
         return environ["AIP_STORAGE_URI"]
     if environ.get("AZUREML_MODEL_DIR"):
         return azureml_model_path(environ["AZUREML_MODEL_DIR"])
-    if os.path.isdir(sagemaker_dir) and any(os.scandir(sagemaker_dir)):
-        return sagemaker_dir
+    if os.path.isdir(sagemaker_dir):
+        with os.scandir(sagemaker_dir) as entries:
+            if any(entries):
+                return sagemaker_dir
     return ""
 
 
@@ -115,7 +117,8 @@ def azureml_model_path(model_dir: str) -> str:
     """Azure ML mounts a model registered from a folder as <AZUREML_MODEL_DIR>/<folder>/: serve
     that folder when it is all the directory holds."""
     try:
-        entries = list(os.scandir(model_dir))
+        with os.scandir(model_dir) as found:
+            entries = list(found)
     except OSError:
         return model_dir  # the load names the missing directory
     if len(entries) == 1 and entries[0].is_dir():
