@@ -397,7 +397,7 @@ def images_report(matrix: dict[str, Image], work: Path = WORK) -> str:
     built = json.loads((work / "results.json").read_text()) if (work / "results.json").exists() else {}
     smoke = json.loads((work / "smoke.json").read_text()) if (work / "smoke.json").exists() else {}
     lines = ["| image | uncompressed | target | compressed (OCI, gzip) | build s (wheelhouse + image) | "
-             "ready s (health 200, per example) | idle RSS |", "|---|---|---|---|---|---|---|"]
+             "ready s (process start → health 200, per example) | idle RSS |", "|---|---|---|---|---|---|---|"]
     for name, image in matrix.items():
         if name not in built:
             continue
