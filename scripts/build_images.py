@@ -410,7 +410,15 @@ def images_report(matrix: dict[str, Image], work: Path = WORK) -> str:
                         for example, r in runs.items()) or "-"
         lines.append(f"| `{b['reference']}` | {mb(b['size_bytes'])} | {target} | {mb(b.get('archive_bytes', 0))} | "
                      f"{b['wheelhouse_seconds']} + {b['build_seconds']} | {ready} | {rss} |")
-    return "\n".join(lines) + f"\n\nPeers (published sizes): {PEER_SIZES}.\n"
+    return (f"Measured on {machine()}, {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(lines)
+            + f"\n\nPeers (published sizes): {PEER_SIZES}.\n")
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "an unknown CPU")
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    return f"{os.cpu_count()} cores ({model}), {memory:.0f} GiB"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,12 +25,16 @@ def build_image():
         pytest.fail("the image tests run buildah with chroot isolation, which needs root")
 
     def build(name: str) -> str:
+        ref = MATRIX[name].reference(build_images.hyperserve_version())
+        # HYPERSERVE_IMAGE_REUSE=1: test the images scripts/build-images.sh already built, as they are.
+        if os.environ.get("HYPERSERVE_IMAGE_REUSE") == "1" and build_images.Buildah().exists(ref):
+            _built[name] = ref
         if name not in _built:
             command = ["bash", str(ROOT / "scripts" / "build-images.sh"), "--builder", "buildah", "--no-results", name]
             result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
             if result.returncode != 0:
                 pytest.fail(f"building {name} failed:\n{result.stderr[-6000:]}")
-            _built[name] = MATRIX[name].reference(build_images.hyperserve_version())
+            _built[name] = ref
         return _built[name]
 
     return build
