@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from tests.conftest import ROOT
-from tests.images.build import MATRIX, build_images, selected
+from tests.images.build import MATRIX, build_images
 
 _built: dict[str, str] = {}
 
@@ -38,13 +38,6 @@ def build_image():
         return _built[name]
 
     return build
-
-
-def pytest_generate_tests(metafunc):
-    if "image_name" in metafunc.fixturenames:
-        names = selected()
-        metafunc.parametrize("image_name", names or [pytest.param(None, marks=pytest.mark.skip(
-            reason="HYPERSERVE_IMAGE_TESTS=none: no image is built"))])
 
 
 class GatedProxy:
