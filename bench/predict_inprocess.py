@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     # Every model call on the event loop, as a short scikit-learn call runs there under load (slowed
     # down, e.g. by callgrind, it would otherwise move to a model thread and out of the count).
     runner_module.INLINE_MAX_CALL_S = float("inf")
-    app, models, limits = build(_parser().parse_args(["serve", str(model_dir), "--model-name", "model"]))
+    app, plane, limits = build(_parser().parse_args(["serve", str(model_dir), "--model-name", "model"]))
+    models = plane.models
     for model in models:
         model.load()
     gc.collect()
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     calls = models.default_model.runner.batch_sizes
     print(f"{args.requests} requests over {args.connections} connections: {seconds / args.requests * 1e6:.1f} µs of "
           f"CPU each; batch sizes {dict(calls.most_common(3))}")
-    app.close()
+    plane.close()
     return 0
 
 

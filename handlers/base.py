@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,31 +23,52 @@ class HandlerConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+class Inputs(enum.Enum):
+    """What ``predict`` takes in ``request.inputs``."""
+
+    TENSORS = "tensors"  # named arrays typed by the signature
+    ROWS = "rows"  # one Python object per instance (TorchServe handlers; codecs.torchserve)
+    REQUEST = "request"  # the whole parsed request in, the whole reply out (Vertex CPR)
+
+
+class RawBodies(enum.Enum):
+    """Whether bodies that are not tensors (images, text) reach ``predict``."""
+
+    NONE = "none"  # refused with 415
+    ONE = "one"  # as ``request.raw``, one request per call
+    BATCHED = "batched"  # as ``request.inputs[RAW_BODIES]``, a list of RawBody; one output row per body
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """How the scheduler may run a handler and what its protocols may ask of it. Declared, never
+    probed: a front-end reads these and calls only the methods they promise."""
+
+    thread_safe: bool = True  # predict may run on several threads at once (else one call in flight)
+    releases_gil: bool = True  # framework compute runs outside the GIL, so threads scale
+    # A call is Python from end to end: calls under a millisecond run on the event loop, where a
+    # thread would only add a hand-off.
+    runs_inline: bool = False
+    batchable: bool = True  # requests may be concatenated along dimension 0
+    raw_bodies: RawBodies = RawBodies.NONE
+    inputs: Inputs = Inputs.TENSORS
+    named_signatures: bool = False  # signature_names()/signature_named() serve several signatures
+    tf_serving_metadata: bool = False  # signature_defs() and signature_method() (:classify, :regress)
+    # A loaded model may be forked into worker processes and shared copy-on-write; frameworks with
+    # thread pools (ONNX Runtime, OpenMP, torch) load in each worker.
+    fork_safe: bool = False
+
+
 class Handler(abc.ABC):
     """One loaded model.
 
-    Class attributes tell the scheduler how to run it: ``releases_gil`` (framework compute runs
-    outside the GIL, so threads scale), ``holds_gil`` (a call is Python from end to end and safe on
-    any thread: calls shorter than a millisecond then run on the event loop, where a thread would
-    only add a hand-off) and ``batchable`` (requests may be concatenated along dimension 0).
-    ``accepts_raw`` says whether bodies other than tensors reach ``predict`` (as ``request.raw``, one
-    request per call); with ``batches_raw`` too, concurrent raw bodies share calls instead: ``predict``
-    gets ``request.inputs[RAW_BODIES]``, a list of ``RawBody``, and answers one row per body.
-    ``takes_rows`` says that the model takes one Python object per instance, as TorchServe handlers do.
-    ``fork_safe`` lets a supervisor load the model once and fork workers that share its memory
-    copy-on-write; frameworks with thread pools (ONNX Runtime, OpenMP, torch) load in each worker.
+    ``capabilities`` tells the scheduler and the protocols what the handler can do (see
+    Capabilities); a handler whose capabilities depend on what it loaded sets its own in ``load``.
     Detection: ``artifact_names`` are exact file names, ``artifact_suffixes`` file endings.
     """
 
     name: ClassVar[str] = ""
-    fork_safe: ClassVar[bool] = False  # a loaded model may be forked into worker processes
-    releases_gil: ClassVar[bool] = True
-    holds_gil: ClassVar[bool] = False
-    batchable: ClassVar[bool] = True
-    accepts_raw: ClassVar[bool] = False
-    batches_raw: ClassVar[bool] = False  # with accepts_raw: raw bodies arrive as a list, one row each
-    takes_rows: ClassVar[bool] = False  # inputs are TorchServe rows (codecs.torchserve), not tensors
-    takes_request: ClassVar[bool] = False  # the whole parsed request in, the whole reply out (Vertex CPR)
+    capabilities: Capabilities = Capabilities()
     artifact_names: ClassVar[tuple[str, ...]] = ()
     artifact_suffixes: ClassVar[tuple[str, ...]] = ()
 
@@ -76,8 +98,20 @@ class Handler(abc.ABC):
 
     def signature_named(self, name: str) -> Signature:
         """The signature a request's ``signature_name`` asks for; models with one signature
-        answer every name with it (TF Serving's models override this)."""
+        answer every name with it (``named_signatures`` handlers raise InvalidInput for unknown names)."""
         return self.signature()
+
+    def signature_names(self) -> list[str]:
+        """Every signature's name, the default first ([] for a model with one unnamed signature)."""
+        return []
+
+    def signature_method(self, name: str) -> str:
+        """TF Serving's method_name of a signature (``tf_serving_metadata`` handlers)."""
+        return "tensorflow/serving/predict"
+
+    def signature_defs(self) -> dict[str, Any]:
+        """TF Serving's signature_def metadata (``tf_serving_metadata`` handlers); {} otherwise."""
+        return {}
 
     def queue_delay_s(self) -> float | None:
         """A batching delay the artifact itself asks for (e.g. TF Serving's batch_timeout_micros);
@@ -91,6 +125,9 @@ class Handler(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What ``hyperserve inspect`` prints besides the signature."""
         return {}
+
+    def close(self) -> None:
+        """Release what ``load`` took (processes, sessions); called once, at shutdown."""
 
 
 def default_threads(config: HandlerConfig) -> int:

@@ -13,6 +13,7 @@ its coroutine runs on the model thread's own event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Any
 from hyperserve.server.errors import ServingError
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
-from .base import Handler, HandlerConfig
+from .base import Capabilities, Handler, HandlerConfig, Inputs, RawBodies
 
 log = logging.getLogger("hyperserve.handlers.cpr")
 
@@ -68,10 +69,11 @@ class PredictionFailed(ServingError):
 
 class CprHandler(Handler):
     name = "cpr"
-    releases_gil = False  # one thread at a time: CPR predictors are not written to be thread-safe
-    batchable = False  # preprocess() takes the whole request dict: requests cannot be merged...
-    row_wise = False  # ...except for Google's stock predictors (set per instance at load)
-    takes_request = True
+    # One call at a time: CPR predictors are not written to be thread-safe. preprocess() takes the
+    # whole request dict, so requests cannot be merged, except for Google's stock predictors
+    # (row_wise, set per instance at load).
+    capabilities = Capabilities(thread_safe=False, releases_gil=False, batchable=False, inputs=Inputs.REQUEST)
+    row_wise = False
 
     @classmethod
     def find_artifact(cls, model_path: Path) -> Path | None:
@@ -87,6 +89,8 @@ class CprHandler(Handler):
         if handler_target and handler_target != GOOGLE_DEFAULT_HANDLER:
             handler_class = import_object(handler_target, "CPR handler")
             self.custom = handler_class(artifacts_uri, predictor=predictor_class)
+            # It reads the request itself: the body reaches predict() raw, with its headers.
+            self.capabilities = dataclasses.replace(self.capabilities, raw_bodies=RawBodies.ONE)
             self.description = {"cpr_handler": handler_target, "predictor": predictor_target or None}
             return
         if predictor_class is None:
@@ -99,7 +103,8 @@ class CprHandler(Handler):
             raise ServingError(f"the predictor's load({artifacts_uri!r}) failed: {type(err).__name__}: {err}") \
                 from err
         cls = type(self.predictor)
-        self.row_wise = self.batchable = f"{cls.__module__}.{cls.__qualname__}" in ROW_WISE_PREDICTORS
+        self.row_wise = f"{cls.__module__}.{cls.__qualname__}" in ROW_WISE_PREDICTORS
+        self.capabilities = dataclasses.replace(self.capabilities, batchable=self.row_wise)
         self.description = {"predictor": predictor_target, "artifacts": artifacts_uri, "batched": self.row_wise}
 
     def signature(self) -> Signature:

@@ -41,7 +41,6 @@ def gpu_present() -> bool:
 
 class OnnxHandler(Handler):
     name = "onnx"
-    releases_gil = True
     artifact_names = ("model.onnx",)
     artifact_suffixes = (".onnx",)
 

@@ -95,7 +95,6 @@ def import_single_class(path: Path, base: type) -> type:
 
 class TorchHandler(Handler):
     name = "torch"
-    releases_gil = True
     artifact_names = ("model.pt", "model.pt2", "model.torchscript")
     artifact_suffixes = (".pt", ".pt2", ".torchscript")
 

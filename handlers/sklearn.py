@@ -10,7 +10,7 @@ import numpy as np
 from hyperserve.server.errors import InvalidInput, ServingError
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
-from .base import Handler, HandlerConfig
+from .base import Capabilities, Handler, HandlerConfig
 
 METHODS = ("predict", "predict_proba", "decision_function", "transform")
 
@@ -29,9 +29,9 @@ def load_pickled(artifact: Path) -> Any:
 
 class SklearnHandler(Handler):
     name = "sklearn"
-    fork_safe = True  # plain Python objects and numpy arrays
-    releases_gil = False  # much of scikit-learn's per-call overhead is Python
-    holds_gil = True
+    # Much of scikit-learn's per-call overhead is Python, so calls run inline when short; its
+    # models are plain Python objects and numpy arrays, safe to fork.
+    capabilities = Capabilities(releases_gil=False, runs_inline=True, fork_safe=True)
     artifact_names = ("model.joblib", "model.pkl")
     artifact_suffixes = ()
 

@@ -20,7 +20,7 @@ import numpy as np
 from hyperserve.server.errors import InvalidInput, ServingError
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
-from .base import Handler, HandlerConfig
+from .base import Capabilities, Handler, HandlerConfig
 
 log = logging.getLogger("hyperserve.handlers.tensorflow")
 
@@ -75,7 +75,7 @@ def _tensor_info(tensor_spec) -> dict[str, Any]:
 
 class TensorFlowHandler(Handler):
     name = "tensorflow"
-    releases_gil = True
+    capabilities = Capabilities(named_signatures=True, tf_serving_metadata=True)
     artifact_names = ("saved_model.pb", "saved_model.pbtxt")
 
     @classmethod
@@ -166,6 +166,9 @@ class TensorFlowHandler(Handler):
             raise InvalidInput(f"Serving signature name: \"{name}\" not found in signature def "
                                f"(the model has {sorted(self.signatures)})", status=400)
         return signature
+
+    def signature_names(self) -> list[str]:
+        return [self.default, *sorted(n for n in self.signatures if n != self.default)]
 
     def queue_delay_s(self) -> float | None:
         micros = self.batching.get("batch_timeout_micros")

@@ -14,7 +14,6 @@ from .base import Handler, HandlerConfig
 
 class XGBoostHandler(Handler):
     name = "xgboost"
-    releases_gil = True
     artifact_names = ("model.bst", "model.json", "model.ubj")
     artifact_suffixes = ()
 

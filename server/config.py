@@ -45,6 +45,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "worker processes sharing the port (0: one per GPU when one is usable, else one per core)"),
     # SAGEMAKER_BIND_TO_PORT: SageMaker's port for a container of an inference pipeline.
     Option("--port", ("AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT") + _env("PORT"), 8080, int, "port to bind"),
+    Option("--protocols", _env("PROTOCOLS"), "all", str,
+           "comma-separated protocol profiles to serve: admin, vertex, kserve-v1, tf-serving, sagemaker, "
+           "torchserve, v2, grpc (all: every one whose routes do not conflict)"),
+    Option("--grpc-port", _env("GRPC_PORT"), 8081, int,
+           "port of the Open Inference Protocol v2 gRPC service (0: no gRPC)"),
+    Option("--grpc-max-message-bytes", _env("GRPC_MAX_MESSAGE_BYTES"), 100 * 1024 * 1024, int,
+           "largest gRPC message received or sent, in bytes"),
     Option("--health-route", ("AIP_HEALTH_ROUTE",), "/health", str, "readiness route (Vertex AI)"),
     Option("--predict-route", ("AIP_PREDICT_ROUTE",), "/predict", str, "predict and rawPredict route (Vertex AI)"),
     Option("--model-name", _env("MODEL_NAME"), "model", str, "name of the model on the KServe v1 routes"),

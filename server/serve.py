@@ -13,11 +13,14 @@ from pathlib import Path
 
 from hyperserve.handlers.base import HandlerConfig
 
-from .app import App
+from . import __version__
+from .dataplane import DataPlane
 from .errors import ServingError
 from .http import HttpServer, Limits
 from .repository.model import DeployedModel
+from .protocols import GRPC, Context, Settings, build_router, parse_protocols
 from .repository.models import ModelRepository, model_specs
+from .router import Router
 
 log = logging.getLogger("hyperserve")
 
@@ -64,7 +67,7 @@ def cpr_options(args: argparse.Namespace) -> dict[str, str]:
     return {"predictor": predictor, "cpr_handler": handler}
 
 
-def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
+def build(args: argparse.Namespace) -> tuple[Router, DataPlane, Limits]:
     specs, default = model_specs(args)
     cpr = cpr_options(args)
     models = []
@@ -94,12 +97,16 @@ def build(args: argparse.Namespace) -> tuple[App, ModelRepository, Limits]:
             warmup_requests=spec.option(args, "warmup_requests"), warmup_file=spec.option(args, "warmup_file"),
             preferred_batch_sizes=parse_sizes(spec.option(args, "preferred_batch_sizes"))))
     repository = ModelRepository(models, default)
-    app = App(repository, health_route=args.health_route, predict_route=args.predict_route,
-              deployed_model_id=os.environ.get("AIP_DEPLOYED_MODEL_ID", ""), request_timeout=args.request_timeout)
+    plane = DataPlane(repository, request_timeout=args.request_timeout, server_version=__version__)
+    names, explicit = parse_protocols(args.protocols)
+    args.protocols_served = names
+    settings = Settings(health_route=args.health_route, predict_route=args.predict_route,
+                        deployed_model_id=os.environ.get("AIP_DEPLOYED_MODEL_ID", ""))
+    router = build_router(Context(plane, settings), names, explicit)
     limits = Limits(max_header_bytes=args.max_header_size, max_body_bytes=args.max_body_size,
                     header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                     keepalive_timeout=args.keepalive_timeout)
-    return app, repository, limits
+    return router, plane, limits
 
 
 def build_or_report(args: argparse.Namespace):
@@ -111,6 +118,26 @@ def build_or_report(args: argparse.Namespace):
         return None
 
 
+async def start_grpc(args: argparse.Namespace, plane: DataPlane):
+    """The OIP v2 gRPC service on --grpc-port, unless switched off (port 0, or --protocols
+    without grpc); without the grpc extra installed, only a warning unless grpc was asked for."""
+    if not args.grpc_port or GRPC not in args.protocols_served:
+        return None
+    try:
+        from .grpc.server import GrpcServer
+        from .protocols.v2_grpc import InferenceServicer
+    except ImportError as err:
+        if GRPC in (args.protocols or ""):
+            raise ServingError(f"--protocols grpc needs the grpc extra: pip install 'hyperserve[grpc]' ({err})") \
+                from None
+        log.warning("gRPC is off: the grpc extra is not installed (pip install 'hyperserve[grpc]'): %s", err)
+        return None
+    grpc_server = GrpcServer(plane, InferenceServicer(plane), args.grpc_max_message_bytes)
+    port = await grpc_server.start(args.host, args.grpc_port)
+    log.info("gRPC (inference.GRPCInferenceService, grpc.health.v1.Health) on %s:%d", args.host, port)
+    return grpc_server
+
+
 async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = False, slots=None,
                 index: int = 0) -> int:
     """Serve until SIGTERM. In a worker, ``built`` comes from the supervisor (models possibly
@@ -119,13 +146,16 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
     built = built or build_or_report(args)
     if built is None:
         return 2
-    app, models, limits = built
+    router, plane, limits = built
+    models = plane.models
     if slots is not None:
-        app.cluster_ready = slots.all_ready
-    server = HttpServer(app, limits, loop)
+        plane.cluster_ready = slots.all_ready
+    server = HttpServer(router, limits, loop)
     port = await server.start(args.host, args.port, reuse_port=reuse_port)
+    grpc_server = await start_grpc(args, plane)
     if slots is None:
-        log.info("listening on %s:%d (health %s, predict %s)", args.host, port, args.health_route, args.predict_route)
+        log.info("listening on %s:%d (health %s, predict %s; profiles %s)", args.host, port, args.health_route,
+                 args.predict_route, ", ".join(router.profiles))
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,13 +189,17 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
 
     if slots is not None:
         slots.set(index, False)
-    app.draining = True
+    plane.draining = True
     for model in models:
         model.lifecycle.fire("drain", "draining")
-    clean = await server.shutdown(args.grace_period if exit_code == 0 else 0.0)
+    grace = args.grace_period if exit_code == 0 else 0.0
+    if grpc_server is not None:
+        _, clean = await asyncio.gather(grpc_server.shutdown(grace), server.shutdown(grace))
+    else:
+        clean = await server.shutdown(grace)
     if not clean:
         log.warning("grace period over with requests still in flight; closing their connections")
-    app.close()
+    plane.close()
     log.info("stopped")
     return exit_code
 

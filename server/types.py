@@ -68,6 +68,9 @@ class InferRequest:
     batch_key: Any = None  # which requests may share a framework call (set by the scheduler, or a codec)
     parts: list | None = None  # a batch's own requests, in order (for handlers that answer per request)
     signature_name: str | None = None  # which of the model's signatures (TF Serving's signature_name)
+    # The inputs are whole tensors, not a batch of instances (TF Serving's columnar format, a v2
+    # request with a rank-0 input): the request runs alone and its outputs come back as the model made them.
+    unbatched: bool = False
 
 
 def one_tensor_key(name: str, dtype: np.dtype, inner_shape: tuple[int, ...], signature_name: str | None) -> tuple:
@@ -77,7 +80,7 @@ def one_tensor_key(name: str, dtype: np.dtype, inner_shape: tuple[int, ...], sig
     return ((name, dtype, inner_shape),), b"", signature_name
 
 
-# The input that holds a batch of raw bodies (a list of RawBody) for handlers with batches_raw.
+# The input that holds a batch of raw bodies (a list of RawBody) for handlers with RawBodies.BATCHED.
 RAW_BODIES = "raw_bodies"
 
 

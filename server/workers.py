@@ -71,12 +71,13 @@ def resolve_workers(args: argparse.Namespace) -> int:
     return gpus or len(os.sched_getaffinity(0))
 
 
-async def _prepare(args, app, models, limits) -> int | None:
+async def _prepare(args, router, plane, limits) -> int | None:
     """Serve 503 while fetching (and preloading) the models. None: go on and fork."""
     from .serve import in_background
 
     loop = asyncio.get_running_loop()
-    server = HttpServer(app, limits, loop)
+    models = plane.models
+    server = HttpServer(router, limits, loop)
     port = await server.start(args.host, args.port, reuse_port=True)
     log.info("listening on %s:%d (health %s, predict %s); preparing %d workers", args.host, port,
              args.health_route, args.predict_route, args.workers_resolved)
@@ -95,7 +96,7 @@ async def _prepare(args, app, models, limits) -> int | None:
             if framework in ("", "auto"):
                 framework, _ = registry.detect(latest_version_dir(__import__("pathlib").Path(model.uri))[0])
             isolated = model.handler_config.options.get("isolation") == "process"  # its children load it
-            if registry.load_class(framework).fork_safe and not isolated:
+            if registry.load_class(framework).capabilities.fork_safe and not isolated:
                 model.load_artifacts()
 
     job = in_background(prepare, loop, "prepare-models")
@@ -138,8 +139,7 @@ def supervise(args: argparse.Namespace, workers: int) -> int:
     built = build_or_report(args)
     if built is None:
         return 2
-    app, models, limits = built
-    code = run_loop(_prepare(args, app, models, limits))
+    code = run_loop(_prepare(args, *built))
     if code is not None:
         return code
 

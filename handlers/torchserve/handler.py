@@ -2,7 +2,7 @@
 calls ``initialize(context)`` once and ``handle(rows, context)`` per batch, and checks what it returns.
 
 TorchServe gives each handler a process of its own and calls it from one thread, so this handler
-declares ``releases_gil = False``: the runner then calls it from a single thread.
+declares itself not thread-safe: the scheduler never has two of its calls in flight.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Callable
 from hyperserve.server.errors import ServingError
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
-from ..base import Handler, HandlerConfig
+from ..base import Capabilities, Handler, HandlerConfig, Inputs
 from . import archive
 from .context import Context, Metrics, RequestProcessor
 
@@ -112,8 +112,7 @@ def _gpu_id(config: HandlerConfig) -> int | None:
 
 class TorchServeHandler(Handler):
     name = "torchserve"
-    releases_gil = False  # TorchServe calls a handler from one thread; so do we
-    takes_rows = True
+    capabilities = Capabilities(thread_safe=False, releases_gil=False, inputs=Inputs.ROWS)
     artifact_suffixes = archive.ARCHIVE_SUFFIXES
 
     @classmethod

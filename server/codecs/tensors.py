@@ -208,7 +208,7 @@ def _cast_int(arr: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
     return arr.astype(dtype, copy=False)
 
 
-def to_array(value: Any, spec: TensorSpec, path: str, may_hold_bools: bool = True) -> Any:
+def to_array(value: Any, spec: TensorSpec, path: str, may_hold_bools: bool = True, check_shape: bool = True) -> Any:
     """Convert one input's batch (a list whose items are instances) to an array.
 
     Returns a Python list instead when the spec has no dtype and the values are not a tensor
@@ -217,9 +217,25 @@ def to_array(value: Any, spec: TensorSpec, path: str, may_hold_bools: bool = Tru
     arr = _fast(value, spec, may_hold_bools)
     if arr is None:
         arr = _slow(value, spec, path)
-    if isinstance(arr, np.ndarray) and spec.shape is not None:
+    if check_shape and isinstance(arr, np.ndarray) and spec.shape is not None:
         _check_shape(arr, spec, path)
     return arr
+
+
+def scalar_array(value: Any, spec: TensorSpec, path: str) -> np.ndarray:
+    """A bare JSON value as a rank-0 array, with the same type rules as the values in a list."""
+    walker = _Walker(_kind(spec.dtype), spec.nan_strings, path)
+    leaf = walker.leaf(value)
+    if spec.dtype is None:
+        return np.asarray(leaf) if walker.seen & {"int", "float", "bool", "str"} else np.array(leaf, dtype=object)
+    if spec.dtype.kind in "OSU":
+        return np.array(leaf, dtype=object)
+    if spec.dtype.kind in "iu":
+        info = np.iinfo(spec.dtype)
+        if not info.min <= leaf <= info.max:
+            raise InvalidInput(f"{path}: integer {leaf} is out of range for {spec.dtype}")
+    with np.errstate(over="ignore"):
+        return np.asarray(leaf, dtype=spec.dtype)
 
 
 def _slow(value: Any, spec: TensorSpec, path: str) -> Any:

@@ -21,7 +21,7 @@ import orjson
 from ..errors import InvalidInput
 from ..native import native
 from ..types import InferRequest, InferResponse, Signature, TensorSpec, one_tensor_key
-from .tensors import json_type, to_array
+from .tensors import json_type, scalar_array, to_array
 
 ROW, COLUMNAR = "row", "columnar"
 _COLUMN_PATH = re.compile(r"^instances\[\*\]\.([^\[:]+)\[(\d+)\]")
@@ -257,13 +257,13 @@ def decode_predict_request_py(body: bytes | memoryview, signature: Signature,
     may_hold_bools = b"true" in raw or b"false" in raw
     if parsed.format == ROW:
         inputs = _row_inputs(parsed.data, signature.inputs, may_hold_bools)
-        batch_size = len(parsed.data)
-    else:
-        inputs = _columnar_inputs(parsed.data, signature.inputs, may_hold_bools)
-        first = next(iter(inputs.values()))
-        batch_size = len(first) if hasattr(first, "__len__") else 1
-    return InferRequest(inputs=inputs, batch_size=batch_size, parameters=parsed.parameters,
-                        signature_name=parsed.signature_name), parsed.format
+        return InferRequest(inputs=inputs, batch_size=len(parsed.data), parameters=parsed.parameters,
+                            signature_name=parsed.signature_name), ROW
+    # Columnar (TF Serving's rules): each input is a whole tensor, with its own leading dimension
+    # or none; the request runs alone and its outputs are returned as the model made them.
+    inputs = _columnar_inputs(parsed.data, signature.inputs, may_hold_bools)
+    return InferRequest(inputs=inputs, batch_size=1, parameters=parsed.parameters,
+                        signature_name=parsed.signature_name, unbatched=True), COLUMNAR
 
 
 def _row_inputs(instances: list, specs: tuple[TensorSpec, ...], bools: bool) -> dict[str, Any]:
@@ -311,13 +311,25 @@ def _columnar_inputs(value: Any, specs: tuple[TensorSpec, ...], bools: bool) -> 
         for name in names:
             if name not in value:
                 raise InvalidInput(f"inputs: missing input '{name}'")
-        return {s.name: to_array(value[s.name], s, f"inputs.{s.name}", bools) for s in specs}
+        return {s.name: _tensor(value[s.name], s, f"inputs.{s.name}", bools) for s in specs}
     if len(specs) != 1:
         raise InvalidInput(f"inputs: this model has inputs {[s.name for s in specs]}; "
                            "'inputs' must be an object keyed by them")
-    if not isinstance(value, list):
-        value = [value]
-    return {specs[0].name: to_array(value, specs[0], "inputs", bools)}
+    return {specs[0].name: _tensor(value, specs[0], "inputs", bools)}
+
+
+def _tensor(value: Any, spec: TensorSpec, path: str, bools: bool) -> Any:
+    """One columnar input: a whole tensor of any rank, a bare value being rank 0."""
+    if type(value) is list:
+        array = to_array(value, spec, path, bools, check_shape=False)
+    else:
+        array = scalar_array(value, spec, path)
+    if isinstance(array, np.ndarray) and spec.shape is not None:
+        want = spec.shape
+        if len(want) != array.ndim or any(w != -1 and w != g for w, g in zip(want, array.shape)):
+            raise InvalidInput(f"{path}: input '{spec.name}' expects a tensor of shape {list(want)} (-1: any), "
+                               f"got {list(array.shape)}")
+    return array
 
 
 # -- responses --------------------------------------------------------------------------------

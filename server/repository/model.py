@@ -137,7 +137,7 @@ class DeployedModel:
         """Create the runner (threads never cross a fork), warm up, turn ready."""
         try:
             handler = self.handler
-            threads = getattr(handler, "processes", 0) or self.threads or (2 if handler.releases_gil else 1)
+            threads = self.calls_at_once()
             max_batch_size = self.max_batch_size
             if self.signature.max_batch_size > 0:  # the model's own limit (e.g. a TorchServe batchSize)
                 max_batch_size = min(max_batch_size, self.signature.max_batch_size)
@@ -151,6 +151,20 @@ class DeployedModel:
             raise
         self.lifecycle.fire("loaded")
         log.info("model '%s' ready: %s from %s", self.name, self.framework, self.artifact)
+
+    def calls_at_once(self) -> int:
+        """Framework calls in flight: one per child process under process isolation, else
+        --model-threads (0: 2 for frameworks that release the GIL, else 1). The scheduler caps a
+        handler that is not thread-safe at one."""
+        options = self.handler_config.options
+        if options.get("isolation") == "process":
+            return max(1, options.get("processes", 1))
+        capabilities = self.handler.capabilities
+        if not capabilities.thread_safe and self.threads > 1:
+            log.info("model '%s': its %s handler is not thread-safe, so it runs one call at a time "
+                     "(--model-threads %d does not apply; --isolation process or --workers add parallel calls)",
+                     self.name, self.framework, self.threads)
+        return self.threads or (2 if capabilities.releases_gil else 1)
 
     @property
     def ready(self) -> bool:

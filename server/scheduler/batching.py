@@ -27,7 +27,7 @@ def batch_key(request: InferRequest) -> tuple:
 
 
 def _compute_key(request: InferRequest) -> tuple:
-    if request.raw is not None:
+    if request.raw is not None or request.unbatched:
         return (_ALONE, request.id)
     inputs = request.inputs
     if len(inputs) == 1 and not request.parameters:  # the usual request: one array

@@ -32,7 +32,7 @@ from .batching import concat_requests, split_response, take_batch
 # as many instances as that call had.
 ADAPTIVE_MAX_HOLD_S = 0.002
 ADAPTIVE_MIN_ROWS = 4  # below this, merging is not worth a wait
-# A handler that holds the GIL through its calls (handler.holds_gil) runs on the event loop while
+# A handler that holds the GIL through its calls (capabilities.runs_inline) runs on the event loop while
 # its calls take less than this: a model thread would not let the loop run during them anyway
 # (the loop only gets the GIL back every sys.getswitchinterval(), 5 ms), and the hand-off between
 # threads would cost a share of every call.
@@ -97,22 +97,40 @@ def _rows(value) -> int | None:
         return None
 
 
+class RunnerStats:
+    """Cumulative counts and seconds, as Triton's statistics report them: requests answered and
+    failed (with their time from queueing to answer), time queued, framework calls and their time."""
+
+    __slots__ = ("success", "success_s", "failed", "failed_s", "queue_s", "compute_s", "calls", "instances",
+                 "last_inference")
+
+    def __init__(self):
+        self.success = self.failed = self.calls = self.instances = 0
+        self.success_s = self.failed_s = self.queue_s = self.compute_s = 0.0
+        self.last_inference = 0.0  # time.time() of the last call's end (0: none yet)
+
+
 class ModelRunner:
     def __init__(self, handler, *, name: str, threads: int, max_queue: int, max_batch_size: int = 64,
                  max_queue_delay: float = 0.0, preferred_batch_sizes: tuple[int, ...] = ()):
         self.handler = handler
         self.name = name
         self.max_queue = max_queue
-        self.max_batch_size = max_batch_size if handler.batchable else 1
+        capabilities = handler.capabilities
+        self.max_batch_size = max_batch_size if capabilities.batchable else 1
+        self._inline = capabilities.runs_inline
         self.max_queue_delay = max_queue_delay
         # Batch sizes the model runs best at (e.g. compiled shapes); a batch is cut to the largest
         # one the queue can fill, and a queue delay ends as soon as one is reached.
         self.preferred = tuple(sorted(p for p in preferred_batch_sizes if 0 < p <= self.max_batch_size))
-        self.slots = max(1, threads)
+        # A handler that is not thread-safe has one call in flight, whatever --model-threads says.
+        self.slots = max(1, threads) if capabilities.thread_safe else 1
         self.busy = 0
         self.queue: deque[Ticket] = deque()
         self._queued_rows = 0  # instances waiting in ``queue``, kept as it changes
         self.batch_sizes: Counter[int] = Counter()  # instances per framework call
+        self.stats = RunnerStats()
+        self.batch_seconds: Counter[int] = Counter()  # framework seconds per batch size
         self._slot_freed = 0.0  # time.monotonic() when a call last finished and was answered
         self._last_rows = 0  # instances in the call that finished last
         self._recent_call_s = 0.0  # moving average of a call's seconds (0: none measured yet)
@@ -211,13 +229,14 @@ class ModelRunner:
                     continue
                 live.append(ticket)
                 rows += request.batch_size
+                self.stats.queue_s += now - request.enqueued
             if not live:
                 continue
             self.busy += 1
             self.batch_sizes[rows] += 1
             running = tuple(live)
             self._running.add(running)
-            if self.handler.holds_gil and 0 < self._recent_call_s < INLINE_MAX_CALL_S:
+            if self._inline and 0 < self._recent_call_s < INLINE_MAX_CALL_S:
                 try:
                     results, seconds = self._timed_run(running)
                 except BaseException as err:  # noqa: BLE001 - answered, as a model thread's future would be
@@ -278,7 +297,20 @@ class ModelRunner:
         self._running.discard(items)
         self._last_rows = rows
         self._recent_call_s += (seconds - self._recent_call_s) * (0.2 if self._recent_call_s else 1.0)
+        stats = self.stats
+        stats.calls += 1
+        stats.instances += rows
+        stats.compute_s += seconds
+        self.batch_seconds[rows] += seconds
+        stats.last_inference = time.time()
+        now = time.monotonic()
         for ticket, result in zip(items, results):
+            if isinstance(result, BaseException):
+                stats.failed += 1
+                stats.failed_s += now - ticket.request.enqueued
+            else:
+                stats.success += 1
+                stats.success_s += now - ticket.request.enqueued
             ticket.answer(result)
         self._slot_freed = time.monotonic()  # after the answers: their clients' next requests follow
         self._launch()
@@ -336,7 +368,7 @@ class ModelRunner:
 
     def _call(self, request: InferRequest) -> InferResponse:
         response = self.handler.predict(request)
-        if request.raw is None:
+        if request.raw is None and not request.unbatched:
             for out_name, value in response.outputs.items():
                 rows = _rows(value)
                 if rows != request.batch_size:

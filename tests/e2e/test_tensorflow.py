@@ -17,9 +17,12 @@ pytest.importorskip("tensorflow", reason="needs tensorflow (pip install 'hyperse
 W = np.array([[1.0, 0.0, -1.0], [0.5, 1.0, 0.0], [0.0, -0.5, 1.0], [2.0, 0.0, 0.25]], dtype=np.float32)
 
 
-@pytest.fixture(scope="module")
-def server(tf_saved_model):
-    process = ServerProcess([str(tf_saved_model), "--model-name", "cases"]).wait_ready()
+@pytest.fixture(scope="module", params=["thread", "process"], ids=["threads", "isolated"])
+def server(request, tf_saved_model):
+    """Every test below runs twice: in the server's threads and under --isolation process, where
+    signatures, :classify/:regress and the signature_def metadata come through the child process."""
+    process = ServerProcess([str(tf_saved_model), "--model-name", "cases", "--isolation", request.param],
+                            ).wait_ready(timeout=120)
     yield process
     process.stop()
 
@@ -54,6 +57,20 @@ def test_multiple_inputs_and_outputs(server):
     assert columnar.json() == {"outputs": {"label": [30], "sum": [6.0]}}
     missing = post(server, {"signature_name": "multi", "instances": [{"a": [1, 2]}]})
     assert missing.status_code == 400 and missing.json()["error"] == "instances[0]: missing input 'b'"
+
+
+def test_columnar_follows_tf_serving_rules(server):
+    """Columnar inputs are whole tensors: a bare value is rank 0, leading dimensions may differ,
+    outputs come back whole and a scalar output is a scalar."""
+    x = [[1.0, 2.0, 3.0, 4.0], [0.5, 0.0, -1.0, 2.0]]
+    scaled = np.array(x, dtype=np.float32) @ W * np.float32(2.5)
+    answer = post(server, {"signature_name": "scaled", "inputs": {"x": x, "factor": 2.5}})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"outputs": {"scaled": scaled.tolist(), "total": pytest.approx(float(scaled.sum()))}}
+    broadcast = post(server, {"signature_name": "multi", "inputs": {"a": [[1, 2]], "b": [3, 4, 5]}})
+    assert broadcast.json() == {"outputs": {"label": [30, 40, 50], "sum": [6.0, 7.0, 8.0]}}
+    rank = post(server, {"signature_name": "scaled", "inputs": {"x": x, "factor": [2.5]}})
+    assert rank.status_code == 400 and "expects a tensor of shape []" in rank.json()["error"]
 
 
 def test_bytes_in_and_out_as_b64(server):
@@ -123,12 +140,13 @@ def test_tensorflow_and_torch_import_together():
     assert out.stdout.strip() == "both"
 
 
-def test_the_batching_file_sets_batch_size(tmp_path):
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_the_batching_file_sets_batch_size_and_delay(tmp_path, isolation):
     from tests.helpers.tf_models import save_cases
 
     save_cases(tmp_path / "1", batching="max_batch_size { value: 4 }\nbatch_timeout_micros { value: 2000 }\n"
                                         "num_batch_threads { value: 2 }\n")
-    server = ServerProcess([str(tmp_path)]).wait_ready()
+    server = ServerProcess([str(tmp_path), "--isolation", isolation]).wait_ready(timeout=120)
     try:
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda i: post(server, {"instances": [[i, 0, 0, 0]]}, "/predict"), range(64)))
@@ -136,6 +154,8 @@ def test_the_batching_file_sets_batch_size(tmp_path):
             assert answer.json()["predictions"] == [(np.array([i, 0, 0, 0], dtype=np.float32) @ W).tolist()]
         sizes = httpx.get(server.url + "/v1/models/model/stats").json()["batch_sizes"]
         assert max(int(k) for k in sizes) <= 4 and sum(int(k) * v for k, v in sizes.items()) == 64
+        config = httpx.get(server.url + "/v2/models/model/config").json()
+        assert (config["max_batch_size"], config["dynamic_batching"]["max_queue_delay_microseconds"]) == (4, 2000)
     finally:
         server.stop()
 

@@ -90,6 +90,23 @@ def test_the_envelope_outputs_and_per_item_response(start_server, torchserve_arc
     assert form.content == b"cba"
 
 
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_request_ids_headers_and_status_reach_the_handler(start_server, torchserve_archives, isolation):
+    """Per-request fields cross into the handler's process under --isolation process too."""
+    server = start_server([torchserve_archives["plain"], "--isolation", isolation, "--model-threads", "2"])
+    answers = {}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for i, answer in zip(range(16), pool.map(lambda i: torchserve_route(
+                server, json.dumps(ROWS[i % 3]).encode(), "application/json",
+                **{"x-request-id": f"req-{i}", "x-echo": f"echo-{i}"}), range(16))):
+            answers[i] = answer
+    for i, answer in answers.items():
+        assert answer.status_code == 200, answer.text
+        assert (answer.headers["x-seen-request-id"], answer.headers["x-echo"]) == (f"req-{i}", f"echo-{i}")
+    fail = torchserve_route(server, b"fail", "text/plain")  # PredictionException's status, across the process
+    assert fail.status_code == 418 and fail.json()["message"] == "the input said fail"
+
+
 def test_handler_errors_and_the_server_keeps_serving(start_server, torchserve_archives):
     server = start_server([torchserve_archives["plain"]])
     fail = torchserve_route(server, b"fail", "text/plain")

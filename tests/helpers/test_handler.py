@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperserve.handlers.base import Handler, HandlerConfig
+from hyperserve.handlers.base import Capabilities, Handler, HandlerConfig, RawBodies
 from hyperserve.server.types import RAW_BODIES, InferRequest, InferResponse, Signature, TensorSpec
 
 
 class ControlledHandler(Handler):
     name = "controlled"
-    fork_safe = False  # loads in every worker, so a restarted worker is not ready at once
-    releases_gil = True
-    accepts_raw = True
+    # Not fork-safe: it loads in every worker, so a restarted worker is not ready at once.
+    capabilities = Capabilities(raw_bodies=RawBodies.ONE)
 
     @classmethod
     def find_artifact(cls, model_path: Path):
@@ -62,7 +61,7 @@ class RawBatchHandler(ControlledHandler):
     Each call takes 50 ms, so that requests sent meanwhile queue and share the next one."""
 
     name = "raw-batch"
-    batches_raw = True
+    capabilities = Capabilities(raw_bodies=RawBodies.BATCHED)
     calls: list[int] = []
 
     def predict(self, request: InferRequest) -> InferResponse:
@@ -77,5 +76,4 @@ class InlineControlledHandler(ControlledHandler):
     calls run on the event loop: the scheduler's inline path."""
 
     name = "inline-controlled"
-    releases_gil = False
-    holds_gil = True
+    capabilities = Capabilities(releases_gil=False, runs_inline=True, raw_bodies=RawBodies.ONE)

@@ -31,6 +31,12 @@ class Cases(tf.Module):
     def multi(self, a, b):
         return {"sum": tf.reduce_sum(a, axis=1) + tf.cast(b, tf.float32), "label": b * 10}
 
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x"),
+                                  tf.TensorSpec([], tf.float32, name="factor")])
+    def scaled(self, x, factor):
+        scaled = tf.matmul(x, self.w) * factor
+        return {"scaled": scaled, "total": tf.reduce_sum(scaled)}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def image(self, image_bytes):
         return {"length": tf.strings.length(image_bytes), "reversed_bytes": tf.strings.reduce_join(
@@ -68,8 +74,16 @@ def save_cases(path: Path, batching: str | None = None) -> Path:
     module = Cases()
     tf.saved_model.save(module, str(path), signatures={
         "serving_default": module.scores, "doubled": module.doubled, "upper": module.upper,
-        "multi": module.multi, "image": module.image, "classify": module.classify, "regress": module.regress})
+        "multi": module.multi, "scaled": module.scaled, "image": module.image, "classify": module.classify,
+        "regress": module.regress})
     _set_methods(path, {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"})
     if batching is not None:
         (path / "batching_parameters_config").write_text(batching)
+    return path
+
+
+def save_upper(path: Path) -> Path:
+    """A SavedModel whose default signature upper-cases strings (text → upper): BYTES both ways."""
+    module = Cases()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.upper})
     return path

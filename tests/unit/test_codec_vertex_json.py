@@ -67,6 +67,33 @@ def test_columnar_format():
         "outputs": {"a_out": [1.0], "b_out": [2]}}
 
 
+def test_columnar_inputs_are_whole_tensors_as_tf_serving_takes_them():
+    """TF Serving's REST API: columnar inputs need not share a leading dimension, a bare value is a
+    rank-0 tensor, and the request is not a batch of instances (it runs alone, outputs whole)."""
+    s = sig(TensorSpec("tag", np.dtype(object), (-1,)), TensorSpec("signal", F32, (-1, 5)),
+            TensorSpec("factor", F32, ()))
+    request, fmt = decode({"inputs": {"tag": ["foo", "bar", "baz"], "signal": [[1, 2, 3, 4, 5]], "factor": 2}}, s)
+    assert fmt == vertex_json.COLUMNAR and request.unbatched and request.batch_size == 1
+    assert request.inputs["tag"].shape == (3,) and request.inputs["signal"].shape == (1, 5)
+    factor = request.inputs["factor"]
+    assert factor.shape == () and factor.dtype == np.float32 and float(factor) == 2.0
+    assert "expected a number, got string" in error({"inputs": {"tag": ["a"], "signal": [[1] * 5], "factor": "x"}}, s)
+    assert "expects a tensor of shape [-1, 5] (-1: any), got [1, 4]" in error(
+        {"inputs": {"tag": ["a"], "signal": [[1, 2, 3, 4]], "factor": 1}}, s)
+    assert "expects a tensor of shape [] (-1: any), got [1]" in error(
+        {"inputs": {"tag": ["a"], "signal": [[1] * 5], "factor": [1]}}, s)
+    one, _ = decode({"inputs": "word"}, sig(TensorSpec("w", np.dtype(object), ())))
+    assert one.inputs["w"].shape == () and one.inputs["w"].item() == "word"
+
+
+def test_columnar_outputs_are_written_whole_and_scalars_as_scalars():
+    response = InferResponse({"total": np.float32(7.5) * np.ones((), np.float32), "scores": np.arange(6).reshape(2, 3)})
+    assert orjson.loads(vertex_json.encode_predict_response(response, 1, vertex_json.COLUMNAR)) == {
+        "outputs": {"scores": [[0, 1, 2], [3, 4, 5]], "total": 7.5}}
+    only = InferResponse({"total": np.array(3, dtype=np.int64)})
+    assert vertex_json.encode_predict_response(only, 1, vertex_json.COLUMNAR) == b'{"outputs":3}'
+
+
 @pytest.mark.parametrize("body, fragment", [
     ({"instances": [[1, 2], [3]]}, "instances[1]: expected an array of 2 elements, got 1"),
     ({"instances": [[1, 2], [3, "x"]]}, "instances[1][1]: expected a number, got string"),

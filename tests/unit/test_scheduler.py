@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from hyperserve.handlers.base import Handler
+from hyperserve.handlers.base import Capabilities, Handler
 from hyperserve.server.errors import DeadlineExceeded, InvalidInput, ModelError, Overloaded
 from hyperserve.server.scheduler.batching import batch_key, concat_requests, split_response, take_batch
 from hyperserve.server.scheduler.runner import ModelRunner
@@ -190,7 +190,7 @@ def test_queue_delay_gathers_a_fuller_batch():
 
 def test_non_batchable_handlers_run_one_request_per_call():
     handler = RecordingHandler(delay=0.01)
-    handler.batchable = False
+    handler.capabilities = Capabilities(batchable=False)
 
     async def scenario(runner):
         await asyncio.gather(*[runner.infer(req(i)) for i in range(10)])
@@ -231,8 +231,7 @@ def test_preferred_batch_sizes_cut_batches():
 class PythonHandler(RecordingHandler):
     """A handler whose calls hold the GIL (as scikit-learn's do)."""
 
-    holds_gil = True
-    releases_gil = False
+    capabilities = Capabilities(releases_gil=False, runs_inline=True)
 
 
 def test_short_calls_of_a_gil_holding_handler_run_on_the_event_loop():
@@ -355,3 +354,35 @@ def test_an_answer_to_an_expired_request_may_queue_another_at_once():
     assert [type(r).__name__ for r in replies[:2]] == ["DeadlineExceeded"] * 2
     assert [r.outputs["y"].tolist() for r in replies[2:]] == [[8.0], [8.0]]
     assert handler.calls == [1, 2]
+
+
+class OverlapHandler(RecordingHandler):
+    """Records how many of its calls overlap; thread-safe or not as the test says."""
+
+    def __init__(self, thread_safe: bool):
+        super().__init__(delay=0.03)
+        self.capabilities = Capabilities(thread_safe=thread_safe, batchable=False)
+        self.inside = 0
+        self.most_inside = 0
+
+    def predict(self, request):
+        with self.lock:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            return super().predict(request)
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def test_a_handler_that_is_not_thread_safe_has_one_call_in_flight_whatever_the_threads():
+    async def scenario(runner):
+        await asyncio.gather(*[runner.infer(req(i)) for i in range(8)])
+        return runner.slots
+
+    unsafe, safe = OverlapHandler(thread_safe=False), OverlapHandler(thread_safe=True)
+    assert run_with(unsafe, scenario, threads=4)[0] == 1
+    assert unsafe.calls == [1] * 8 and unsafe.most_inside == 1
+    assert run_with(safe, scenario, threads=4)[0] == 4
+    assert safe.most_inside > 1  # the same load on a thread-safe handler overlaps

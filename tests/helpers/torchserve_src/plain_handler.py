@@ -40,6 +40,7 @@ class PlainHandler:
             rows.append((idx, value))
             outputs.append(None)
             context.set_response_header(idx, "x-echo", str(context.get_request_header(idx, "x-echo")))
+            context.set_response_header(idx, "x-seen-request-id", str(context.request_ids[idx]))
         if rows:
             with torch.inference_mode():
                 result = self.model(torch.tensor([v for _, v in rows], dtype=torch.float32))

@@ -1,4 +1,4 @@
-"""The app's tensor path around the scheduler: large bodies decoded on a codec thread, replies
+"""The Vertex predict path around the scheduler: large bodies decoded on a codec thread, replies
 encoded with the model call (never a large one on the event loop), raw bodies batched for handlers
 that ask for it."""
 
@@ -12,13 +12,20 @@ import numpy as np
 import orjson
 
 from hyperserve.handlers.base import HandlerConfig
-from hyperserve.server import app as app_module
 from hyperserve.server.codecs import vertex_json
+from hyperserve.server.dataplane import DataPlane
 from hyperserve.server.http import Request
 from hyperserve.server.repository.model import DeployedModel
+from hyperserve.server.protocols import PROFILES, Context, build_router
 from hyperserve.server.repository.models import ModelRepository
 
 CONTROLLED = "tests.helpers.test_handler:ControlledHandler"
+
+
+def serving(model: DeployedModel):
+    """Every REST profile's router over one model, and its data plane."""
+    plane = DataPlane(ModelRepository([model], "m"))
+    return build_router(Context(plane), list(PROFILES), explicit=False), plane
 
 
 def test_large_bodies_and_replies_stay_off_the_loop(tmp_path, monkeypatch):
@@ -26,7 +33,7 @@ def test_large_bodies_and_replies_stay_off_the_loop(tmp_path, monkeypatch):
     model = DeployedModel("m", str(tmp_path), framework=CONTROLLED, handler_config=HandlerConfig(),
                           cache_dir=tmp_path, threads=1, max_queue=8)
     model.load()
-    app = app_module.App(ModelRepository([model], "m"))
+    app, plane = serving(model)
     threads: list[tuple[str, int]] = []
     encode = vertex_json.encode_predict_response
 
@@ -59,7 +66,7 @@ def test_large_bodies_and_replies_stay_off_the_loop(tmp_path, monkeypatch):
 
     small, large = asyncio.run(main())
     assert decoded_on[:2] == [threading.main_thread().name] * 2 and decoded_on[2].startswith("codec")
-    app.close()
+    plane.close()
     assert small.status == large.status == 200
     assert np.asarray(json.loads(large.body)["predictions"]).shape == (1, 200_000)
     # Encoded on the thread that ran the model call, as part of it (the scheduler's split).
@@ -73,7 +80,7 @@ def test_raw_bodies_share_calls_when_the_handler_batches_them(tmp_path):
     model = DeployedModel("m", str(tmp_path), framework="tests.helpers.test_handler:RawBatchHandler",
                           handler_config=HandlerConfig(), cache_dir=tmp_path, threads=1, max_queue=16)
     model.load()
-    app = app_module.App(ModelRepository([model], "m"))
+    app, plane = serving(model)
     RawBatchHandler.calls.clear()
 
     def raw(content_type: str, body: bytes):
@@ -87,7 +94,7 @@ def test_raw_bodies_share_calls_when_the_handler_batches_them(tmp_path):
         return await asyncio.gather(first, *rest)
 
     replies = asyncio.run(main())
-    app.close()
+    plane.close()
     assert RawBatchHandler.calls == [1, 5]
     assert [orjson.loads(r.body) for r in replies] == [{"predictions": [p]} for p in (
         "image/png 3", "image/jpeg 5", "text/plain 1", "image/png 0", "audio/wav 7", "image/jpeg 2")]

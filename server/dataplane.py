@@ -1,0 +1,177 @@
+"""The data plane: what every protocol front-end (and every batch job) asks of the served models,
+in no protocol's terms. Health and readiness, finding a model, its status, metadata and
+statistics, and infer: readiness, the request's deadline, and the scheduler.
+
+Front-ends turn its answers and its ServingErrors into their own bodies; nothing here knows a
+route, a status line or a JSON key of any protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import InvalidInput, NotReady, ServingError
+from .repository.model import DeployedModel
+from .repository.models import ModelRepository
+from .scheduler.runner import Reply, Split, Ticket
+from .types import InferRequest, InferResponse
+
+# Bodies larger than this are decoded on a codec thread, not on the event loop.
+OFF_LOOP_DECODE_BYTES = 256 * 1024
+TIMEOUT_HEADER = "x-request-timeout"
+
+
+def request_timeout(headers: dict[str, str], parameters: dict[str, Any], default: float) -> float:
+    """Seconds this request may take: the ``timeout`` parameter or the X-Request-Timeout header
+    (seconds), never longer than the server's limit when it has one."""
+    # The parameter is the server's, not the model's: it is taken out so it does not split batches.
+    value = parameters.pop("timeout", None)
+    if value is None:
+        value = headers.get(TIMEOUT_HEADER)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"timeout must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise InvalidInput(f"timeout must be positive, got {value!r}")
+    return min(seconds, default) if default > 0 else seconds
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    version: str
+    state: str  # the lifecycle's: starting, loading, ready, failed, draining
+    reason: str
+    ready: bool
+
+
+class DataPlane:
+    def __init__(self, models: ModelRepository, *, request_timeout: float = 0.0, server_name: str = "hyperserve",
+                 server_version: str = ""):
+        self.models = models
+        self.request_timeout = request_timeout
+        self.server_name = server_name
+        self.server_version = server_version
+        self.draining = False
+        self.cluster_ready: Callable[[], bool] | None = None  # with worker processes: are all ready?
+        self.codec_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codec")
+
+    # -- health ------------------------------------------------------------------------------
+
+    def not_ready_reason(self) -> str | None:
+        """None when the server can serve every model; else why not."""
+        if self.draining:
+            return "the server is shutting down"
+        for model in self.models:
+            if not model.ready:
+                return f"model '{model.name}' is {model.lifecycle.reason}"
+        if self.cluster_ready is not None and not self.cluster_ready():
+            return "waiting for the other worker processes to load"
+        return None
+
+    # -- models ------------------------------------------------------------------------------
+
+    @property
+    def default_model(self) -> DeployedModel:
+        return self.models.default_model
+
+    def model(self, name: str, version: str | None = None) -> DeployedModel:
+        """The model by name (and version: the highest when None); NotFound otherwise."""
+        return self.models.get(name, version or None)
+
+    def model_ready(self, model: DeployedModel) -> bool:
+        return model.ready and not self.draining
+
+    def check_ready(self, model: DeployedModel) -> None:
+        if self.draining:
+            raise NotReady("the server is shutting down")
+        if not model.ready:
+            raise model.not_ready_error()
+
+    def status(self, model: DeployedModel) -> ModelStatus:
+        return ModelStatus(model.name, model.version, model.lifecycle.state.value, model.lifecycle.reason,
+                           self.model_ready(model))
+
+    def loaded(self, model: DeployedModel) -> DeployedModel:
+        """The model, once its handler and signature exist (503 before)."""
+        if model.signature is None:
+            raise NotReady(f"model '{model.name}' is not loaded yet ({model.lifecycle.reason})")
+        return model
+
+    def statistics(self, model: DeployedModel) -> dict[str, Any]:
+        runner = model.runner
+        stats: dict[str, Any] = {"name": model.name, "version": model.version, "state": model.lifecycle.state.value}
+        if runner is not None:
+            stats.update(worker_pid=os.getpid(), queued=len(runner.queue), calls_in_flight=runner.busy,
+                         batch_sizes=dict(sorted(runner.batch_sizes.items())))
+        return stats
+
+    # -- infer -------------------------------------------------------------------------------
+
+    def prepare(self, infer_request: InferRequest, headers: dict[str, str]) -> InferRequest:
+        """The request's headers and deadline (--request-timeout, or its own timeout)."""
+        infer_request.headers = headers
+        if infer_request.parameters or TIMEOUT_HEADER in headers:
+            timeout = request_timeout(headers, infer_request.parameters, self.request_timeout)
+        else:
+            timeout = self.request_timeout
+        if timeout > 0:
+            infer_request.deadline = time.monotonic() + timeout
+        return infer_request
+
+    def submit(self, model: DeployedModel, infer_request: InferRequest, reply: Reply, split: Split) -> Ticket:
+        """Queue a prepared request (the callback form of ``infer``, for the hot path): ``reply``
+        gets its part of ``split``'s result, or its error, once, on the loop."""
+        return model.runner.submit(infer_request, reply, split)
+
+    async def infer(self, model: DeployedModel, infer_request: InferRequest,
+                    headers: dict[str, str] | None = None) -> InferResponse:
+        self.check_ready(model)
+        return await model.runner.infer(self.prepare(infer_request, headers or {}))
+
+    # -- codec work off the loop -----------------------------------------------------------------
+
+    async def run_codec(self, work: Callable, body, *args):
+        """``work(body, *args)``, on a codec thread when the body is large."""
+        if len(body) > OFF_LOOP_DECODE_BYTES:
+            return await asyncio.get_running_loop().run_in_executor(self.codec_pool, work, body, *args)
+        return work(body, *args)
+
+    def off_loop(self, work: Callable[[], Any], then: Callable[[Any], None],
+                 failed: Callable[[BaseException], None]) -> None:
+        """``work()`` on a codec thread, then ``then(result)`` (or ``failed(error)``) on the loop."""
+        loop = asyncio.get_running_loop()
+
+        def back_on_loop(job):
+            try:
+                result = job.result()
+            except BaseException as err:  # noqa: BLE001 - answered, never lost
+                failed(err)
+                return
+            then(result)
+
+        self.codec_pool.submit(work).add_done_callback(lambda job: loop.call_soon_threadsafe(back_on_loop, job))
+
+    def close(self) -> None:
+        self.codec_pool.shutdown(wait=False, cancel_futures=True)
+        for model in self.models:
+            if model.runner is not None:
+                model.runner.close()
+            if model.handler is not None:
+                model.handler.close()
+
+
+def failure_status(err: BaseException) -> tuple[int, str, dict[str, str]]:
+    """(status, message, headers) for an exception that ends a request: a ServingError says what
+    it is; anything else is a bug, a 500 that names only its type (the caller logs it)."""
+    if isinstance(err, ServingError):
+        return err.status, err.message, err.headers
+    return 500, f"internal server error: {type(err).__name__}", {}

@@ -1,0 +1,67 @@
+"""The gRPC transport: a grpc.aio server on the worker's event loop, with the standard gRPC health
+service (grpc.health.v1.Health, for Kubernetes' and KServe's probes), message size limits, and a
+drain that lets in-flight calls finish. Knows the data plane only for readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ..dataplane import DataPlane
+from . import grpc_service_pb2_grpc as pb_grpc
+
+SERVICE = "inference.GRPCInferenceService"
+WATCH_INTERVAL_S = 0.5
+
+
+class HealthServicer(health_pb2_grpc.HealthServicer):
+    """SERVING only while the data plane is ready: NOT_SERVING while loading and while draining."""
+
+    def __init__(self, plane: DataPlane):
+        self.plane = plane
+
+    def _status(self, service: str):
+        if service not in ("", SERVICE):
+            return None
+        serving = self.plane.not_ready_reason() is None
+        return health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def Check(self, request, context):
+        status = self._status(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(self, request, context):
+        last = None
+        while True:
+            status = self._status(request.service)
+            if status is None:
+                status = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+class GrpcServer:
+    def __init__(self, plane: DataPlane, servicer, max_message_bytes: int):
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.so_reuseport", 1)]  # worker processes share the port, as HTTP's does
+        self.server = grpc.aio.server(options=options)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(plane), self.server)
+
+    async def start(self, host: str, port: int) -> int:
+        bound = self.server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot bind the gRPC port {host}:{port}")
+        await self.server.start()
+        return bound
+
+    async def shutdown(self, grace_period: float) -> None:
+        """New calls are refused; calls in flight get ``grace_period`` seconds to finish."""
+        await self.server.stop(grace_period)

@@ -1,0 +1,31 @@
+"""hyperserve's own routes: GET /live (200 while the process runs: the liveness probe) and
+GET /v1/models/{m}[/versions/{v}]/stats (the scheduler's queue and batch sizes)."""
+
+from __future__ import annotations
+
+from ..errors import ServingError
+from ..http import Request, Response
+from ..router import NO_PARAMS, Params, Route
+from .common import Context, failure
+
+NAME = "admin"
+_ALIVE = b'{"status":"alive"}'
+
+
+def routes(context: Context) -> list[Route]:
+    plane = context.plane
+
+    def live(request: Request, params: Params = NO_PARAMS) -> Response:
+        return Response(200, _ALIVE)
+
+    def stats(request: Request, params: Params) -> Response:
+        try:
+            model = plane.model(params["model"], params.get("version"))
+        except ServingError as err:
+            return failure(err)
+        stats = plane.statistics(model)
+        stats["batch_sizes"] = {str(k): v for k, v in stats.get("batch_sizes", {}).items()}
+        return Response.json(stats)
+
+    return [Route("/live", ("GET",), live), Route("/v1/models/{model}/stats", ("GET",), stats),
+            Route("/v1/models/{model}/versions/{version}/stats", ("GET",), stats)]
