@@ -1,4 +1,4 @@
-"""``hyperserve bench``: load-test any HTTP endpoint and report throughput and latency percentiles."""
+"""``hyperserve bench``: load-test any HTTP or OIP v2 gRPC endpoint; throughput and latency percentiles."""
 
 from __future__ import annotations
 
@@ -12,13 +12,20 @@ from typing import Any
 DESCRIPTION = """Load-test an HTTP endpoint (a hyperserve deployment, or any peer) over keep-alive connections.
 Closed loop by default (CONCURRENCY clients, each waits for its answer); --rate makes it open loop
 (requests are due on schedule and latency counts from when they were due). Several comma-separated
---concurrency values run one after another and also plot throughput against concurrency."""
+--concurrency values run one after another and also plot throughput against concurrency.
+--protocol v2 / v2-binary send Open Inference Protocol v2 requests (JSON / the binary tensor
+extension) generated from the model's metadata to http://host:port/v2/models/MODEL/infer;
+--protocol grpc drives ModelInfer on grpc://host:port/MODEL the same way."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="load-test an endpoint: throughput, latency percentiles, plots",
                        description=DESCRIPTION)
-    p.add_argument("url", metavar="URL", help="http://host:port/path to send requests to")
+    p.add_argument("url", metavar="URL", help="http://host:port/path to send requests to (grpc://host:port/MODEL "
+                                               "with --protocol grpc)")
+    p.add_argument("--protocol", choices=("http", "v2", "v2-binary", "grpc"), default="http",
+                   help="http: the body as given (default); v2, v2-binary, grpc: OIP v2 requests of --rows "
+                        "instances generated from the model's metadata (unless --body gives one)")
     bodies = p.add_mutually_exclusive_group()
     bodies.add_argument("--body", type=Path, help="file holding the request body")
     bodies.add_argument("--bodies", type=Path, help="JSONL file: one request body per line, sent in turn")
@@ -84,18 +91,64 @@ def load_bodies(args) -> list[bytes]:
     return [b""]
 
 
+def _v2_model(url: str) -> tuple[str, str]:
+    """http://host:port/v2/models/M[/versions/V]/infer → (http://host:port, M)."""
+    base, sep, rest = url.partition("/v2/models/")
+    if not sep or not rest.split("/")[0]:
+        raise SystemExit(f"hyperserve bench: --protocol v2 needs a URL like http://host:port/v2/models/MODEL/infer, "
+                         f"got {url}")
+    return base, rest.split("/")[0]
+
+
+def _generators(args, loadgen):
+    """(concurrency, on_progress) → a generator to run, and the request body's size."""
+    headers = dict(h.split(":", 1) for h in args.header)
+    headers = {k.strip(): v.strip() for k, v in headers.items()}
+    if args.protocol == "grpc":
+        from . import grpc_loadgen, oip_requests
+
+        target = grpc_loadgen.GrpcTarget.parse(args.url)
+        if args.body is not None:
+            request = args.body.read_bytes()  # a serialized ModelInferRequest
+        else:
+            metadata = oip_requests.grpc_metadata(target.address, target.model)
+            request = oip_requests.grpc_request(target.model, oip_requests.generated(metadata, args.rows))
+        return (lambda concurrency, on_progress: grpc_loadgen.GrpcLoadGenerator(
+            target, request, concurrency=concurrency, duration=None if args.requests else args.duration,
+            total_requests=args.requests, warmup=args.warmup, on_progress=on_progress), grpc_loadgen.run), len(request)
+    target = loadgen.Target.parse(args.url)
+    bodies = load_bodies(args)
+    if args.protocol in ("v2", "v2-binary") and not any(bodies):
+        from . import oip_requests
+
+        tensors = oip_requests.generated(oip_requests.http_metadata(*_v2_model(args.url)), args.rows)
+        if args.protocol == "v2":
+            bodies = [oip_requests.json_body(tensors)]
+        else:
+            body, extra = oip_requests.binary_body(tensors)
+            bodies, headers = [body], {**headers, **extra}
+    method = args.method or ("POST" if any(bodies) else "GET")
+    requests = [loadgen.build_request(target, method, body, headers) for body in bodies]
+    return (lambda concurrency, on_progress: loadgen.LoadGenerator(
+        target, requests, concurrency=concurrency, duration=None if args.requests else args.duration,
+        total_requests=args.requests, warmup=args.warmup, rate=args.rate, arrival=args.arrival,
+        on_progress=on_progress), loadgen.run), len(bodies[0])
+
+
 def main(args) -> int:
     try:
         from . import loadgen, report
     except ImportError as err:
         print(f"hyperserve bench needs its extra: pip install 'hyperserve[bench]' ({err})", file=sys.stderr)
         return 2
-    target = loadgen.Target.parse(args.url)
-    bodies = load_bodies(args)
-    method = args.method or ("POST" if any(bodies) else "GET")
-    headers = dict(h.split(":", 1) for h in args.header)
-    headers = {k.strip(): v.strip() for k, v in headers.items()}
-    requests = [loadgen.build_request(target, method, body, headers) for body in bodies]
+    if args.protocol == "grpc" and args.rate:
+        print("hyperserve bench: --protocol grpc runs closed loop only (no --rate)", file=sys.stderr)
+        return 2
+    try:
+        (make, run), body_bytes = _generators(args, loadgen)
+    except Exception as err:  # noqa: BLE001 - any way the target cannot be reached or read
+        print(f"hyperserve bench: cannot reach {args.url}: {err}", file=sys.stderr)
+        return 2
     levels = [int(c) for c in str(args.concurrency).split(",")]
     rows = []
     for concurrency in levels:
@@ -112,12 +165,8 @@ def main(args) -> int:
                 bar.set_postfix(rps=f"{done / max(elapsed, 1e-9):,.0f}")
                 bar.refresh()
 
-        gen = loadgen.LoadGenerator(target, requests, concurrency=concurrency,
-                                    duration=None if args.requests else args.duration,
-                                    total_requests=args.requests, warmup=args.warmup, rate=args.rate,
-                                    arrival=args.arrival, on_progress=on_progress)
         try:
-            stats = loadgen.run(gen)
+            stats = run(make(concurrency, on_progress))
         except OSError as err:
             print(f"hyperserve bench: cannot reach {args.url}: {err}", file=sys.stderr)
             return 2
@@ -126,7 +175,8 @@ def main(args) -> int:
                 bar.close()
         rows.append(report.summarize(stats, {
             "label": args.label or args.url, "url": args.url, "concurrency": concurrency,
-            "mode": "open" if args.rate else "closed", "rate": args.rate, "body_bytes": len(bodies[0]),
+            "mode": "open" if args.rate else "closed", "rate": args.rate, "body_bytes": body_bytes,
+            "protocol": args.protocol,
         }))
     print(report.table(rows, label="concurrency" if len(rows) > 1 else "label"))
     if args.json is not None:

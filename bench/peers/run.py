@@ -88,8 +88,37 @@ def build_w4(work: Path) -> tuple[Path, list]:
     return model_dir, [{"data": [5.1, 3.5, 1.4, 0.2]}]
 
 
-WORKLOADS = {"W1": build_w1, "W2": build_w2, "W3": build_w3, "W4": build_w4}
-KINDS = {"W1": "sklearn", "W2": "sklearn", "W3": "image", "W4": "torchscript"}
+def build_v2(work: Path) -> tuple[Path, list]:
+    """V2: 64 instances of 784 FP32 to an ONNX MLP (784-64-10, Gemm-Relu-Gemm), built with onnx.helper."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"w1": rng.standard_normal((784, 64)).astype(np.float32) * 0.05,
+               "b1": np.zeros(64, np.float32), "w2": rng.standard_normal((64, 10)).astype(np.float32) * 0.1,
+               "b2": np.zeros(10, np.float32)}
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["hr"]),
+         helper.make_node("Gemm", ["hr", "w2", "b2"], ["scores"])], "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 10])],
+        initializer=[numpy_helper.from_array(v, k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    model_dir = work / "onnx-mlp"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(model_dir / "model.onnx"))
+    return model_dir, rng.random((64, 784), dtype=np.float32).tolist()
+
+
+WORKLOADS = {"W1": build_w1, "W2": build_w2, "W3": build_w3, "W4": build_w4,
+             "V1": build_w1, "V2": build_v2, "G1": build_w1}
+KINDS = {"W1": "sklearn", "W2": "sklearn", "W3": "image", "W4": "torchscript", "V1": "sklearn", "V2": "onnx",
+         "G1": "sklearn"}
+# The Open Inference Protocol workloads: V1 one iris row as v2 JSON, V2 64×784 FP32 with the binary
+# tensor extension (JSON to a server without it), G1 one iris row over gRPC ModelInfer.
+OIP = {"V1": ("v2", "FP64"), "V2": ("v2-binary", "FP32"), "G1": ("grpc", "FP64")}
+V2_BINARY = {"hyperserve", "hyperserve-nobatch", "kserve"}  # MLServer's REST API has no binary extension
 
 
 def free_port() -> int:
@@ -112,16 +141,53 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"not ready within {timeout}s ({url})")
 
 
-def wait_predicts(url: str, body: bytes, proc: subprocess.Popen, timeout: float) -> None:
+def wait_predicts(url: str, body: bytes, proc: subprocess.Popen, timeout: float,
+                  headers: dict[str, str] | None = None) -> None:
     """Until predict answers 200: some servers answer their health route before their model is loaded."""
     deadline = time.monotonic() + timeout
     while True:
-        check = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30)
+        check = httpx.post(url, content=body, headers={"content-type": "application/json", **(headers or {})},
+                           timeout=30)
         if check.status_code == 200:
             return
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError(f"predict answered {check.status_code}: {check.text[:300]}")
         time.sleep(0.5)
+
+
+def _oip(server_name: str, workload: str, port: int, instances: list, args, proc):
+    """(protocol, body size, concurrency → generator, run) for an Open Inference Protocol workload."""
+    from .. import grpc_loadgen, oip_requests
+
+    protocol, datatype = OIP[workload]
+    if protocol == "v2-binary" and server_name not in V2_BINARY:
+        protocol = "v2"
+    name = "x" if KINDS[workload] == "onnx" else "predict"
+    tensors = [oip_requests.Tensor(name, datatype, np.asarray(instances, dtype=np.float32 if datatype == "FP32"
+                                                               else np.float64))]
+    if protocol == "grpc":
+        target = grpc_loadgen.GrpcTarget("127.0.0.1", port + 1, "model")
+        request = oip_requests.grpc_request("model", tensors)
+        deadline = time.monotonic() + args.ready_timeout
+        while True:  # until one ModelInfer succeeds: the gRPC port may open after HTTP's
+            check = grpc_loadgen.run(grpc_loadgen.GrpcLoadGenerator(target, request, concurrency=1, duration=None,
+                                                                    total_requests=1))
+            if check.statuses.get(200):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"gRPC ModelInfer failed: {dict(check.errors)}")
+            time.sleep(0.5)
+        return protocol, len(request), (lambda c: grpc_loadgen.GrpcLoadGenerator(
+            target, request, concurrency=c, duration=args.duration, warmup=args.warmup)), grpc_loadgen.run
+    url = f"http://127.0.0.1:{port}/v2/models/model/infer"
+    body, headers = (oip_requests.binary_body(tensors) if protocol == "v2-binary"
+                     else (oip_requests.json_body(tensors), {}))
+    wait_predicts(url, body, proc, args.ready_timeout, headers)
+    target = loadgen.Target.parse(url)
+    request = loadgen.build_request(target, "POST", body, headers)
+    return protocol, len(body), (lambda c: loadgen.LoadGenerator(target, [request], concurrency=c,
+                                                                 duration=args.duration, warmup=args.warmup)), \
+        loadgen.run
 
 
 def measure(server_name: str, workload: str, model_dir: Path, instances: list, args, work: Path) -> list[dict]:
@@ -134,23 +200,31 @@ def measure(server_name: str, workload: str, model_dir: Path, instances: list, a
     proc = start(launch, args.server_cpu, log)
     try:
         wait_ready(launch.ready_url, proc, args.ready_timeout)
-        body = request_body(server.protocol, instances)
-        wait_predicts(launch.predict_url, body, proc, args.ready_timeout)
-        target = loadgen.Target.parse(launch.predict_url)
-        request = loadgen.build_request(target, "POST", body, {})
+        if workload in OIP:
+            protocol, body_bytes, make, run = _oip(server_name, workload, port, instances, args, proc)
+        else:
+            protocol = server.protocol
+            body = request_body(server.protocol, instances)
+            body_bytes = len(body)
+            wait_predicts(launch.predict_url, body, proc, args.ready_timeout)
+            target = loadgen.Target.parse(launch.predict_url)
+            request = loadgen.build_request(target, "POST", body, {})
+
+            def make(c):
+                return loadgen.LoadGenerator(target, [request], concurrency=c, duration=args.duration,
+                                             warmup=args.warmup)
+            run = loadgen.run
         rows = []
         for concurrency in args.levels:
             before = _batch_histogram(launch.ready_url.rsplit("/", 1)[0]) if server_name.startswith("hyperserve") else None
-            gen = loadgen.LoadGenerator(target, [request], concurrency=concurrency, duration=args.duration,
-                                        warmup=args.warmup)
-            stats = loadgen.run(gen)
+            stats = run(make(concurrency))
             batches = None
             if before is not None:
                 after = _batch_histogram(launch.ready_url.rsplit("/", 1)[0]) or {}
                 batches = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
             rows.append(report.summarize(stats, {"server": server_name, "workload": workload,
-                                                 "protocol": server.protocol, "concurrency": concurrency,
-                                                 "body_bytes": len(body), "batch_sizes": batches}))
+                                                 "protocol": protocol, "concurrency": concurrency,
+                                                 "body_bytes": body_bytes, "batch_sizes": batches}))
         return rows
     finally:
         stop(proc)

@@ -48,6 +48,8 @@ class Server:
         """None when it can run here, else what is missing."""
         if self.venv is not None and not Path(self.python()).exists():
             return f"not installed: bash bench/peers/install.sh {self.venv}"
+        if self.name == "hyperserve-baseline" and not os.environ.get("HYPERSERVE_BASELINE"):
+            return "not set up: HYPERSERVE_BASELINE=<a git worktree of the commit to compare with>"
         if self.name == "nginx" and shutil.which("nginx") is None:
             return "not installed: bash bench/peers/install.sh nginx"
         return None
@@ -63,8 +65,18 @@ def _hyperserve(model_dir: Path, name: str, port: int, work: Path, kind: str, ex
     if kind == "torchscript":  # the directory also holds TorchServe's batch-size-1 variant
         model_dir = model_dir / "model.mar"
     return Launch([sys.executable, "-m", "hyperserve.server", "serve", str(model_dir), "--host", "127.0.0.1",
-                   "--port", str(port), "--model-name", name, "--log-level", "warning", "--workers", "1", *extra],
+                   "--port", str(port), "--grpc-port", str(port + 1), "--model-name", name, "--log-level", "warning",
+                   "--workers", "1", *extra],
                   {}, ROOT,
+                  url + "/health", url + "/predict")
+
+
+def _hyperserve_baseline(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    """hyperserve from the checkout $HYPERSERVE_BASELINE names (bench/peers/baseline.py): before and after."""
+    url = f"http://127.0.0.1:{port}"
+    return Launch([sys.executable, str(PEERS / "baseline.py"), "serve", str(model_dir), "--host", "127.0.0.1",
+                   "--port", str(port), "--model-name", name, "--log-level", "warning", "--workers", "1"],
+                  {"HYPERSERVE_BASELINE": os.environ.get("HYPERSERVE_BASELINE", "")}, ROOT,
                   url + "/health", url + "/predict")
 
 
@@ -100,8 +112,9 @@ def _hyperserve_cpr(model_dir: Path, name: str, port: int, work: Path, kind: str
 
 def _kserve(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
     url = f"http://127.0.0.1:{port}"
+    artifact = model_dir / ("model.onnx" if kind == "onnx" else "model.joblib")
     argv = [str(VENVS / "kserve" / "bin" / "python"), str(PEERS / "kserve_server.py"), "--model_name", name,
-            "--model_path", str(model_dir / "model.joblib"), "--http_port", str(port),
+            "--model_path", str(artifact), "--http_port", str(port),
             "--grpc_port", str(port + 1), "--kind", kind]
     return Launch(argv, {}, work, f"{url}/v1/models/{name}", f"{url}/v1/models/{name}:predict")
 
@@ -112,6 +125,9 @@ def _mlserver(model_dir: Path, name: str, port: int, work: Path, kind: str) -> L
     model.mkdir(parents=True, exist_ok=True)
     if kind == "image":
         settings = {"name": name, "implementation": "image_mlserver.MeanColourModel"}
+    elif kind == "onnx":
+        shutil.copy(model_dir / "model.onnx", model / "model.onnx")
+        settings = {"name": name, "implementation": "onnx_mlserver.OnnxModel", "parameters": {"uri": "./model.onnx"}}
     else:
         shutil.copy(model_dir / "model.joblib", model / "model.joblib")
         settings = {"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
@@ -187,8 +203,12 @@ http {{
                   url + "/predict")
 
 
+# The Open Inference Protocol workloads (run.py's OIP): v2 JSON, v2 binary, gRPC.
+OIP_WORKLOADS = ("V1", "V2", "G1")
+
 SERVERS: dict[str, Server] = {s.name: s for s in [
-    Server("hyperserve", None, "vertex", _hyperserve, workloads=frozenset({"W1", "W2", "W3", "W4"})),
+    Server("hyperserve", None, "vertex", _hyperserve, workloads=frozenset({"W1", "W2", "W3", "W4", *OIP_WORKLOADS})),
+    Server("hyperserve-baseline", None, "vertex", _hyperserve_baseline, workloads=frozenset({"W1", "W2", "W3"})),
     Server("hyperserve-nobatch", None, "vertex",
            lambda m, n, p, w, k: _hyperserve(m, n, p, w, k, ("--max-batch-size", "1")),
            workloads=frozenset({"W1", "W2", "W3", "W4"})),
@@ -201,8 +221,8 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
     Server("cpr", "cpr", "vertex", _cpr),
     # The same CPR predictor under hyperserve (needs hyperserve[cpr] in this interpreter).
     Server("hyperserve-cpr", None, "vertex", _hyperserve_cpr, workloads=frozenset({"W1", "W2"})),
-    Server("kserve", "kserve", "kserve-v1", _kserve),
-    Server("mlserver", "mlserver", "v2", _mlserver),
+    Server("kserve", "kserve", "kserve-v1", _kserve, workloads=frozenset({"W1", "W2", "W3", *OIP_WORKLOADS})),
+    Server("mlserver", "mlserver", "v2", _mlserver, workloads=frozenset({"W1", "W2", "W3", *OIP_WORKLOADS})),
     Server("bentoml", "bentoml", "bentoml", _bentoml),
     Server("thin-asgi", None, "vertex", _thin_asgi, workloads=frozenset({"W1", "W2"})),
     Server("uvicorn-empty", None, "any", _uvicorn_empty, takes_model=False,

@@ -107,6 +107,10 @@ def _json_array(data: Any, dtype: np.dtype, name: str, where: str) -> np.ndarray
     kind = array.dtype.kind
     wanted = dtype.kind
     ok = (kind == "b" if wanted == "b" else kind in "iu" if wanted in "iu" else kind in "iuf")
+    if not ok and wanted in "iu" and kind in "fO":  # integers past int64 (UINT64's upper half) mixed with others
+        exact = _exact_integers(data, dtype)
+        if exact is not None:
+            return exact
     if array.size and not ok:
         kinds = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers"}
         raise _fail(f"{where}: input '{name}' is {datatype(dtype)}, so 'data' must hold {kinds.get(wanted, 'numbers')}"
@@ -117,6 +121,20 @@ def _json_array(data: Any, dtype: np.dtype, name: str, where: str) -> np.ndarray
             raise _fail(f"{where}: a value of input '{name}' is out of range for {datatype(dtype)}")
     with np.errstate(over="ignore"):
         return array.astype(dtype, copy=False).ravel()
+
+
+def _exact_integers(data: Any, dtype: np.dtype) -> np.ndarray | None:
+    """The values as ``dtype`` when every one is a Python int in its range; else None."""
+    try:
+        values = np.asarray(data, dtype=object).ravel().tolist()
+    except (ValueError, TypeError):
+        return None
+    if not all(type(v) is int for v in values):
+        return None
+    info = np.iinfo(dtype)
+    if values and (min(values) < info.min or max(values) > info.max):
+        return None
+    return np.array(values, dtype=dtype)
 
 
 def binary_array(view: memoryview, dtype: np.dtype, count: int, name: str, where: str) -> np.ndarray:

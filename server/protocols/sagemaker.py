@@ -31,7 +31,9 @@ def routes(context: Context) -> list[Route]:
     plane = context.plane
     predict = JsonPredict(plane)
 
+    default = plane.default_model  # the repository never changes while serving
+
     def invocations(request: Request, params: Params = NO_PARAMS):
-        return predict(request, plane.default_model)
+        return predict(request, default)
 
     return [Route("/ping", ("GET",), context.shared(ping)), Route("/invocations", ("POST",), invocations)]

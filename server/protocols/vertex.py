@@ -151,7 +151,9 @@ def routes(context: Context) -> list[Route]:
     def health(request: Request, params: Params = NO_PARAMS) -> Response:
         return health_body(plane)
 
+    default = plane.default_model  # the repository never changes while serving
+
     def predict_default(request: Request, params: Params = NO_PARAMS):
-        return predict(request, plane.default_model)
+        return predict(request, default)
 
     return [Route(settings.health_route, ("GET",), health), Route(settings.predict_route, ("POST",), predict_default)]

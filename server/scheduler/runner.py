@@ -137,7 +137,8 @@ class ModelRunner:
         self._launch_scheduled = False
         self._hold_until_rows = 0  # while a partial batch is held: the rows that end the hold
         self._delay_timer: asyncio.TimerHandle | None = None
-        self._running: set[tuple[Ticket, ...]] = set()  # the batches in framework calls now
+        # The batches in framework calls now, each with the sum of its requests' queueing times.
+        self._running: dict[tuple[Ticket, ...], float] = {}
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = float("inf")  # when _deadline_timer fires (time.monotonic())
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,6 +219,7 @@ class ModelRunner:
             now = time.monotonic()
             live = []
             rows = 0
+            enqueued = 0.0  # the sum of the live requests' queueing times (statistics, kept per batch)
             for ticket in batch:
                 request = ticket.request
                 self._queued_rows -= request.batch_size
@@ -229,13 +231,14 @@ class ModelRunner:
                     continue
                 live.append(ticket)
                 rows += request.batch_size
-                self.stats.queue_s += now - request.enqueued
+                enqueued += request.enqueued
             if not live:
                 continue
+            self.stats.queue_s += len(live) * now - enqueued
             self.busy += 1
             self.batch_sizes[rows] += 1
             running = tuple(live)
-            self._running.add(running)
+            self._running[running] = enqueued
             if self._inline and 0 < self._recent_call_s < INLINE_MAX_CALL_S:
                 try:
                     results, seconds = self._timed_run(running)
@@ -294,7 +297,7 @@ class ModelRunner:
 
     def _finish(self, items: tuple[Ticket, ...], results: list, seconds: float, rows: int):
         self.busy -= 1
-        self._running.discard(items)
+        enqueued = self._running.pop(items, 0.0)
         self._last_rows = rows
         self._recent_call_s += (seconds - self._recent_call_s) * (0.2 if self._recent_call_s else 1.0)
         stats = self.stats
@@ -304,14 +307,16 @@ class ModelRunner:
         self.batch_seconds[rows] += seconds
         stats.last_inference = time.time()
         now = time.monotonic()
+        failed, failed_s = 0, 0.0
         for ticket, result in zip(items, results):
             if isinstance(result, BaseException):
-                stats.failed += 1
-                stats.failed_s += now - ticket.request.enqueued
-            else:
-                stats.success += 1
-                stats.success_s += now - ticket.request.enqueued
+                failed += 1
+                failed_s += now - ticket.request.enqueued
             ticket.answer(result)
+        stats.failed += failed
+        stats.failed_s += failed_s
+        stats.success += len(items) - failed
+        stats.success_s += len(items) * now - enqueued - failed_s
         self._slot_freed = time.monotonic()  # after the answers: their clients' next requests follow
         self._launch()
 

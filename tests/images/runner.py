@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import free_port
 from tests.images.build import buildah
 
 
@@ -84,11 +85,14 @@ class ImageRun:
         self.config = config
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        # The container shares the host's network: its gRPC port (8081 by default) gets a free one too.
+        env = {"HYPERSERVE_GRPC_PORT": str(free_port()), **(env or {})}
+        self.grpc_port = int(env["HYPERSERVE_GRPC_PORT"])
         argv = list(config.get("Entrypoint") or []) + list(args if args is not None else config.get("Cmd") or [])
         self.container = subprocess.run(buildah("from", "--pull-never", "--quiet", ref), check=True,
                                         capture_output=True, text=True).stdout.strip()
         command = buildah("run", "--isolation", "chroot", "--user", config.get("User") or "0")
-        for key, value in (env or {}).items():
+        for key, value in env.items():
             command += ["--env", f"{key}={value}"]
         for host, inside in (volumes or {}).items():
             command += ["-v", f"{host}:{inside}:ro"]

@@ -57,7 +57,7 @@ def test_image_is_labelled_and_configured_for_every_platform(image):
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
     assert len(labels["org.opencontainers.image.revision"].removesuffix("-dirty")) == 40, "the git commit"
     assert config["User"] == "1000:1000"
-    assert "8080/tcp" in config["ExposedPorts"]
+    assert {"8080/tcp", "8081/tcp"} <= set(config["ExposedPorts"])
     assert not [e for e in config["Env"] if e.startswith("AIP_")], "Vertex sets AIP_*, the image never does"
     installed = run_in_image(image, ["/opt/hyperserve/bin/python", "-c", "import sklearn; print(sklearn.__version__)"])
     assert image.endswith(f"-{'.'.join(installed.split('.')[:2])}"), f"the tag names scikit-learn {installed}"
@@ -90,6 +90,15 @@ def test_vertex_ai_from_gs_health_predict_raw_predict_and_drain(image, gcs_emula
                          timeout=30)
         assert raw.status_code == 200, raw.text
         assert raw.json()["predictions"] == expected(sklearn_dir)
+
+        # The image carries the gRPC front-end: tritonclient's gRPC client gets the same labels.
+        import tritonclient.grpc as grpcclient
+
+        triton = grpcclient.InferenceServerClient(f"127.0.0.1:{run.grpc_port}")
+        assert triton.is_server_ready()
+        tensor = grpcclient.InferInput("instances", [len(ROWS), 4], "FP64")
+        tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float64))
+        assert triton.infer("model", [tensor]).as_numpy("predictions").tolist() == expected(sklearn_dir)
 
         bad = httpx.post(run.url + PREDICT, json={"instances": [[1, 2, "x", 4]]}, timeout=30)
         assert bad.status_code == 400

@@ -42,7 +42,7 @@ def test_every_kserve_runtime_runs_a_matrix_image_on_the_kserve_v1_routes():
         match = IMAGE_REF.search(container["image"])
         assert match and f"hyperserve/{match['name']}:{match['tag']}" == MATRIX[match["name"]].reference(VERSION)
         assert container["args"][:2] == ["serve", "/mnt/models"] and "--model-name={{.Name}}" in container["args"]
-        assert runtime["spec"]["protocolVersions"] == ["v1"]
+        assert runtime["spec"]["protocolVersions"] == ["v1", "v2"]
 
 
 def test_shell_scripts_use_the_current_image_tags():
