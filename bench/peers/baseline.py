@@ -2,7 +2,8 @@
 install's compiled extension, so that one run can measure before and after a change:
 
   git worktree add /tmp/hyperserve-main <commit>
-  HYPERSERVE_BASELINE=/tmp/hyperserve-main python -m hyperserve.bench.wrk_compare --servers hyperserve,hyperserve-baseline
+  HYPERSERVE_BASELINE=/tmp/hyperserve-main python -m hyperserve.bench.wrk_compare \
+      --servers hyperserve,hyperserve-baseline --rounds 5
 
   HYPERSERVE_BASELINE=/tmp/hyperserve-main python bench/peers/baseline.py --module hyperserve.bench.predict_inprocess
 

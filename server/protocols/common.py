@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
-from ..dataplane import DataPlane, failure_status
+from ..dataplane import OFF_LOOP_DECODE_BYTES, DataPlane, failure_status
 from ..errors import ServingError
-from ..http import Response
+from ..http import Deferred, Request, Response
+from ..repository.model import DeployedModel
+from ..scheduler.runner import Split
+from ..types import InferRequest
 
 log = logging.getLogger("hyperserve.protocols")
 
@@ -44,6 +48,50 @@ def failure(err: BaseException) -> Response:
         log.error("unhandled error while answering a request", exc_info=err)
     status, message, headers = failure_status(err)
     return Response.error(status, message, headers or None)
+
+
+class DeferredInfer:
+    """The hot path of a tensor protocol, on callbacks rather than a coroutine per request: decode
+    (on a codec thread when the body is large), queue for the model, and answer through a Deferred
+    with what the scheduler's split made where the model ran.
+
+    ``decode(request, model)`` gives the InferRequest and a key of the reply's form;
+    ``split_for(model, key)`` the scheduler's split for it; ``answer(reply, result)`` resolves the
+    Deferred with a split's result or an error."""
+
+    def __init__(self, plane: DataPlane, decode: Callable[[Request, DeployedModel], tuple[InferRequest, Any]],
+                 split_for: Callable[[DeployedModel, Any], Split], answer: Callable[[Deferred, Any], None]):
+        self.plane = plane
+        self.decode = decode
+        self.split_for = split_for
+        self.answer = answer
+
+    def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred:
+        reply = Deferred()
+        if len(request.body) > OFF_LOOP_DECODE_BYTES:
+            self.plane.off_loop(lambda: self.decode(request, model),
+                                lambda decoded: self._queue(reply, request, model, decoded),
+                                lambda err: reply.resolve(failure(err)))
+            return reply
+        try:
+            decoded = self.decode(request, model)
+        except ServingError as err:
+            return failure(err)
+        self._queue(reply, request, model, decoded)
+        return reply
+
+    def _queue(self, reply: Deferred, request: Request, model: DeployedModel, decoded: tuple) -> None:
+        if reply.cancelled:  # the client left while its body was decoded
+            return
+        infer_request, key = decoded
+        plane = self.plane
+        try:
+            ticket = plane.submit(model, plane.prepare(infer_request, request.headers), partial(self.answer, reply),
+                                  self.split_for(model, key))
+        except ServingError as err:
+            reply.resolve(failure(err))
+            return
+        reply.on_cancel = ticket.cancel
 
 
 def is_json(content_type: str) -> bool:

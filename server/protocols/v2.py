@@ -7,7 +7,6 @@ The reply bodies come from ``oip`` (shared with the gRPC front-end), the tensors
 
 from __future__ import annotations
 
-from functools import partial
 
 
 import orjson
@@ -15,14 +14,14 @@ import orjson
 from hyperserve.handlers.base import Inputs
 
 from ..codecs import v2 as codec
-from ..dataplane import OFF_LOOP_DECODE_BYTES, DataPlane
+from ..dataplane import DataPlane
 from ..errors import InvalidInput, ServingError
 from ..http import Deferred, Request, Response
 from ..repository.model import DeployedModel
 from ..router import NO_PARAMS, Params, Route
 from ..types import InferRequest, InferResponse
 from . import oip
-from .common import Context, failure
+from .common import Context, DeferredInfer, failure
 
 NAME = "v2"
 HEADER_LENGTH = "inference-header-content-length"
@@ -60,6 +59,7 @@ def _answer(reply: Deferred, result: Response | BaseException) -> None:
 class Infer:
     def __init__(self, plane: DataPlane):
         self.plane = plane
+        self._infer = DeferredInfer(plane, decode, _reply_split, _answer)
 
     def __call__(self, request: Request, params: Params) -> Response | Deferred:
         plane = self.plane
@@ -68,30 +68,7 @@ class Infer:
             plane.check_ready(model)
         except ServingError as err:
             return failure(err)
-        reply = Deferred()
-        if len(request.body) > OFF_LOOP_DECODE_BYTES:
-            plane.off_loop(lambda: decode(request, model), lambda decoded: self._queue(reply, request, model, decoded),
-                           lambda err: reply.resolve(failure(err)))
-            return reply
-        try:
-            decoded = decode(request, model)
-        except ServingError as err:
-            return failure(err)
-        self._queue(reply, request, model, decoded)
-        return reply
-
-    def _queue(self, reply: Deferred, request: Request, model: DeployedModel, decoded) -> None:
-        if reply.cancelled:
-            return
-        infer_request, wanted = decoded
-        plane = self.plane
-        try:
-            ticket = plane.submit(model, plane.prepare(infer_request, request.headers), partial(_answer, reply),
-                                  _reply_split(model, wanted))
-        except ServingError as err:
-            reply.resolve(failure(err))
-            return
-        reply.on_cancel = ticket.cancel
+        return self._infer(request, model)
 
 
 def routes(context: Context) -> list[Route]:

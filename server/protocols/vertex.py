@@ -8,7 +8,6 @@ the Vertex JSON codec (tensors), the TorchServe instance rows codec (rows) or CP
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Awaitable
 
 from hyperserve.handlers.base import Inputs, RawBodies
@@ -17,7 +16,7 @@ from hyperserve.handlers.torchserve.handler import PREDICTIONS, ROWS
 from ..codecs import raw as raw_codec
 from ..codecs import torchserve as torchserve_codec
 from ..codecs import vertex_json
-from ..dataplane import OFF_LOOP_DECODE_BYTES, DataPlane
+from ..dataplane import DataPlane
 from ..errors import ServingError, UnsupportedMediaType
 from ..http import Deferred, Request, Response
 from ..repository.model import DeployedModel
@@ -25,7 +24,7 @@ from ..router import NO_PARAMS, Params, Route
 from ..scheduler.runner import Split
 from ..types import RAW_BODIES, InferRequest, InferResponse
 from . import cpr
-from .common import Context, failure, is_json
+from .common import Context, DeferredInfer, failure, is_json
 
 NAME = "vertex"
 _READY = b'{"status":"ready"}'
@@ -75,7 +74,8 @@ class JsonPredict:
         self.extra = extra
         # One split object per format: the scheduler makes a batch's replies in one call when its
         # requests share one.
-        self._splits = {fmt: _predictions_split(fmt, extra) for fmt in (vertex_json.ROW, vertex_json.COLUMNAR)}
+        splits = {fmt: _predictions_split(fmt, extra) for fmt in (vertex_json.ROW, vertex_json.COLUMNAR)}
+        self._tensors = DeferredInfer(plane, decode_tensors, lambda model, fmt: splits[fmt], _answer)
 
     def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred | Awaitable[Response]:
         plane = self.plane
@@ -90,37 +90,6 @@ class JsonPredict:
         if inputs is Inputs.REQUEST:
             return cpr.predict(plane, request, model)
         return self._rows(request, model)
-
-    # Tensor handlers (the hot path) run on callbacks, not a coroutine per request: decode (on a
-    # codec thread when large), queue for the model; the scheduler's split encodes the replies.
-
-    def _tensors(self, request: Request, model: DeployedModel) -> Response | Deferred:
-        reply = Deferred()
-        if len(request.body) > OFF_LOOP_DECODE_BYTES:
-            self.plane.off_loop(lambda: decode_tensors(request, model),
-                                lambda decoded: self._queue(reply, request, model, decoded),
-                                lambda err: reply.resolve(failure(err)))
-            return reply
-        try:
-            decoded = decode_tensors(request, model)
-        except ServingError as err:
-            return failure(err)
-        self._queue(reply, request, model, decoded)
-        return reply
-
-    def _queue(self, reply: Deferred, request: Request, model: DeployedModel,
-               decoded: tuple[InferRequest, str]) -> None:
-        if reply.cancelled:  # the client left while its body was decoded
-            return
-        infer_request, fmt = decoded
-        plane = self.plane
-        try:
-            ticket = plane.submit(model, plane.prepare(infer_request, request.headers), partial(_answer, reply),
-                                  self._splits[fmt])
-        except ServingError as err:
-            reply.resolve(failure(err))
-            return
-        reply.on_cancel = ticket.cancel
 
     async def _rows(self, request: Request, model: DeployedModel) -> Response:
         """A handler that takes rows (TorchServe's): each instance is one row."""
