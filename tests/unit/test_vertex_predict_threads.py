@@ -98,3 +98,34 @@ def test_raw_bodies_share_calls_when_the_handler_batches_them(tmp_path):
     assert RawBatchHandler.calls == [1, 5]
     assert [orjson.loads(r.body) for r in replies] == [{"predictions": [p]} for p in (
         "image/png 3", "image/jpeg 5", "text/plain 1", "image/png 0", "audio/wav 7", "image/jpeg 2")]
+
+
+def test_v2_and_vertex_requests_to_one_model_share_a_call(tmp_path):
+    """The scheduler sees InferRequests, not protocols: a Vertex JSON body, a v2 JSON body and a v2
+    binary body that arrive together run in one framework call, and each gets its own protocol's reply."""
+    (tmp_path / "controlled.json").write_text("{}")
+    model = DeployedModel("m", str(tmp_path), framework=CONTROLLED, handler_config=HandlerConfig(),
+                          cache_dir=tmp_path, threads=1, max_queue=8)
+    model.load()
+    app, plane = serving(model)
+    x = np.array([[5.0, 6.0]], dtype=np.float32)
+    header = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32",
+                                       "parameters": {"binary_data_size": 8}}]})
+
+    def post(path, body, **headers):
+        return app(Request("POST", path, "", {"content-type": "application/json", **headers}, body, "1.1", True))
+
+    async def main():
+        return await asyncio.gather(
+            post("/predict", orjson.dumps({"instances": [[1, 2]]})),
+            post("/v2/models/m/infer", orjson.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32",
+                                                                  "data": [3, 4]}]})),
+            post("/v2/models/m/infer", header + x.tobytes(), **{"inference-header-content-length": str(len(header))}))
+
+    vertex, v2_json, v2_binary = asyncio.run(main())
+    batch_sizes = dict(model.runner.batch_sizes)
+    plane.close()
+    assert batch_sizes == {3: 1}, "one call for the three requests"
+    assert orjson.loads(vertex.body) == {"predictions": [3.0]}
+    assert orjson.loads(v2_json.body)["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [1], "data": [7.0]}]
+    assert orjson.loads(v2_binary.body)["outputs"][0]["data"] == [11.0]
