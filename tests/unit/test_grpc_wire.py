@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # Prints {message: {field: [number, type, label, type_name]}} and {method: [in, out]} for a module's
-# file descriptor and the files it imports. Run in its own process: both files register the
-# package `inference` in protobuf's default pool, which refuses a second definition.
+# file descriptor and the files it imports, each set read in a fresh process so that what one
+# import registers cannot stand in for the other.
 _DUMP = """
 import importlib, json, sys
 from google.protobuf import descriptor_pb2
