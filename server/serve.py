@@ -152,7 +152,12 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
         plane.cluster_ready = slots.all_ready
     server = HttpServer(router, limits, loop)
     port = await server.start(args.host, args.port, reuse_port=reuse_port)
-    grpc_server = await start_grpc(args, plane)
+    try:
+        grpc_server = await start_grpc(args, plane)
+    except (ServingError, OSError) as err:
+        log.error("%s", getattr(err, "message", None) or err)
+        await server.shutdown(0.0)
+        return 2
     if slots is None:
         log.info("listening on %s:%d (health %s, predict %s; profiles %s)", args.host, port, args.health_route,
                  args.predict_route, ", ".join(router.profiles))

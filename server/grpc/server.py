@@ -5,6 +5,7 @@ drain that lets in-flight calls finish. Knows the data plane only for readiness.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -48,6 +49,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
 class GrpcServer:
     def __init__(self, plane: DataPlane, servicer, max_message_bytes: int):
+        self.servicer = servicer
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.so_reuseport", 1)]  # worker processes share the port, as HTTP's does
@@ -56,12 +58,19 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(plane), self.server)
 
     async def start(self, host: str, port: int) -> int:
-        bound = self.server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        try:  # grpcio returns 0 or raises, by version, when the port cannot be bound
+            bound = self.server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        except RuntimeError as err:
+            raise OSError(f"cannot bind the gRPC port {host}:{port}: {err}") from None
         if bound == 0:
             raise OSError(f"cannot bind the gRPC port {host}:{port}")
         await self.server.start()
         return bound
 
     async def shutdown(self, grace_period: float) -> None:
-        """New calls are refused; calls in flight get ``grace_period`` seconds to finish."""
-        await self.server.stop(grace_period)
+        """While calls are in flight (``grace_period`` at most), the server keeps answering: health
+        says NOT_SERVING and new infers UNAVAILABLE (the data plane is draining). Then it stops."""
+        deadline = time.monotonic() + grace_period
+        while self.servicer.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.server.stop(max(0.0, deadline - time.monotonic()))

@@ -46,6 +46,7 @@ def _headers(context: grpc.aio.ServicerContext) -> dict[str, str]:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, plane: DataPlane):
         self.plane = plane
+        self.in_flight = 0  # ModelInfer calls being answered (the drain waits for them)
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
@@ -90,6 +91,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return json_format.ParseDict({"models": index}, pb.RepositoryIndexResponse())
 
     async def ModelInfer(self, request, context):
+        self.in_flight += 1
+        try:
+            return await self._infer(request, context)
+        finally:
+            self.in_flight -= 1
+
+    async def _infer(self, request, context):
         plane = self.plane
         try:
             model = plane.model(request.model_name, request.model_version)
