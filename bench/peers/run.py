@@ -155,7 +155,7 @@ def wait_predicts(url: str, body: bytes, proc: subprocess.Popen, timeout: float,
         time.sleep(0.5)
 
 
-def _oip(server_name: str, workload: str, port: int, instances: list, args, proc):
+def _oip(server_name: str, workload: str, port: int, grpc_port: int, instances: list, args, proc):
     """(protocol, body size, concurrency → generator, run) for an Open Inference Protocol workload."""
     from .. import grpc_loadgen, oip_requests
 
@@ -166,7 +166,7 @@ def _oip(server_name: str, workload: str, port: int, instances: list, args, proc
     tensors = [oip_requests.Tensor(name, datatype, np.asarray(instances, dtype=np.float32 if datatype == "FP32"
                                                                else np.float64))]
     if protocol == "grpc":
-        target = grpc_loadgen.GrpcTarget("127.0.0.1", port + 1, "model")
+        target = grpc_loadgen.GrpcTarget("127.0.0.1", grpc_port, "model")
         request = oip_requests.grpc_request("model", tensors)
         deadline = time.monotonic() + args.ready_timeout
         while True:  # until one ModelInfer succeeds: the gRPC port may open after HTTP's
@@ -201,7 +201,8 @@ def measure(server_name: str, workload: str, model_dir: Path, instances: list, a
     try:
         wait_ready(launch.ready_url, proc, args.ready_timeout)
         if workload in OIP:
-            protocol, body_bytes, make, run = _oip(server_name, workload, port, instances, args, proc)
+            protocol, body_bytes, make, run = _oip(server_name, workload, port, launch.grpc_port, instances, args,
+                                                   proc)
         else:
             protocol = server.protocol
             body = request_body(server.protocol, instances)

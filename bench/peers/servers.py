@@ -27,6 +27,15 @@ class Launch:
     cwd: Path
     ready_url: str  # GET answers 200 once the server can serve
     predict_url: str
+    grpc_port: int = 0  # where its OIP v2 gRPC service listens (0: none)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass
@@ -64,11 +73,11 @@ def _hyperserve(model_dir: Path, name: str, port: int, work: Path, kind: str, ex
         extra = (*extra, "--framework", IMAGE_HANDLER)
     if kind == "torchscript":  # the directory also holds TorchServe's batch-size-1 variant
         model_dir = model_dir / "model.mar"
+    grpc_port = _free_port()
     return Launch([sys.executable, "-m", "hyperserve.server", "serve", str(model_dir), "--host", "127.0.0.1",
-                   "--port", str(port), "--grpc-port", str(port + 1), "--model-name", name, "--log-level", "warning",
-                   "--workers", "1", *extra],
-                  {}, ROOT,
-                  url + "/health", url + "/predict")
+                   "--port", str(port), "--grpc-port", str(grpc_port), "--model-name", name, "--log-level",
+                   "warning", "--workers", "1", *extra],
+                  {}, ROOT, url + "/health", url + "/predict", grpc_port)
 
 
 def _hyperserve_baseline(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
@@ -116,7 +125,7 @@ def _kserve(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Lau
     argv = [str(VENVS / "kserve" / "bin" / "python"), str(PEERS / "kserve_server.py"), "--model_name", name,
             "--model_path", str(artifact), "--http_port", str(port),
             "--grpc_port", str(port + 1), "--kind", kind]
-    return Launch(argv, {}, work, f"{url}/v1/models/{name}", f"{url}/v1/models/{name}:predict")
+    return Launch(argv, {}, work, f"{url}/v1/models/{name}", f"{url}/v1/models/{name}:predict", port + 1)
 
 
 def _mlserver(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
@@ -136,7 +145,8 @@ def _mlserver(model_dir: Path, name: str, port: int, work: Path, kind: str) -> L
     (work / "settings.json").write_text(json.dumps({
         "http_port": port, "grpc_port": port + 1, "metrics_port": port + 2, "host": "127.0.0.1"}))
     argv = [str(VENVS / "mlserver" / "bin" / "mlserver"), "start", str(work)]
-    return Launch(argv, {"PYTHONPATH": str(PEERS)}, work, f"{url}/v2/models/{name}/ready", f"{url}/v2/models/{name}/infer")
+    return Launch(argv, {"PYTHONPATH": str(PEERS)}, work, f"{url}/v2/models/{name}/ready",
+                  f"{url}/v2/models/{name}/infer", port + 1)
 
 
 def _bentoml(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
