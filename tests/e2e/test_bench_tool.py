@@ -10,11 +10,12 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
-
 from hyperserve.bench import loadgen, report
 from hyperserve.server.http import Response
-from tests.conftest import ROOT
+
+from tests.conftest import ROOT, ServerProcess, free_port
 from tests.helpers.http_stub import ServerThread
 
 pytestmark = pytest.mark.e2e
@@ -97,6 +98,29 @@ def test_cli_smoke_against_hyperserve(start_server, sklearn_dir, tmp_path):
     assert out.with_name("run-cdf.png").stat().st_size > 1000
     assert out.with_name("run-throughput.png").stat().st_size > 1000
     assert "| 8 |" in proc.stdout
+
+
+@pytest.mark.parametrize("protocol", ["v2", "v2-binary", "grpc"])
+def test_cli_drives_the_open_inference_protocol(sklearn_dir, tmp_path, protocol):
+    """--protocol: requests generated from the model's v2 metadata, over REST (JSON, binary) or gRPC;
+    the server's own statistics count what the bench sent."""
+    grpc_port = free_port()
+    server = ServerProcess([str(sklearn_dir), "--grpc-port", str(grpc_port)]).wait_ready()
+    try:
+        url = f"grpc://127.0.0.1:{grpc_port}/model" if protocol == "grpc" else server.url + "/v2/models/model/infer"
+        out = tmp_path / "run.json"
+        proc = subprocess.run([sys.executable, "-m", "hyperserve.server", "bench", url, "--protocol", protocol,
+                               "--rows", "3", "--requests", "200", "--warmup", "0", "--concurrency", "4",
+                               "--json", str(out), "--no-progress"],
+                              capture_output=True, text=True, timeout=120, cwd=str(ROOT),
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        run = json.loads(out.read_text())["runs"][0]
+        assert run["protocol"] == protocol and run["requests"] >= 200 and set(run["statuses"]) == {"200"}
+        stats = httpx.get(server.url + "/v2/models/model/stats").json()["model_stats"][0]
+        assert stats["inference_count"] >= 600 and stats["inference_stats"]["fail"]["count"] == 0  # 3 rows each
+    finally:
+        server.stop()
 
 
 def test_peer_harness_smoke(tmp_path):

@@ -9,12 +9,13 @@ import socket
 import threading
 import time
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import InferenceServerException
 
-import grpc
 from tests.conftest import CONTROLLED, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -75,3 +76,32 @@ def test_a_grpc_port_in_use_stops_the_server_with_a_message(controlled_dir):
         server = ServerProcess([str(controlled_dir()), "--framework", CONTROLLED, "--grpc-port", str(port)])
         assert server.proc.wait(30) == 2
     assert f"cannot bind the gRPC port 127.0.0.1:{port}" in server.output()
+
+
+def test_protocols_and_the_message_limit(controlled_dir):
+    grpc_port = free_port()
+    rest_only = ServerProcess([str(controlled_dir()), "--framework", CONTROLLED, "--grpc-port", str(grpc_port),
+                               "--protocols", "vertex,v2"]).wait_ready()
+    try:
+        import httpx
+
+        assert httpx.get(rest_only.url + "/v2/health/ready").status_code == 200
+        assert httpx.get(rest_only.url + "/ping").status_code == 404  # SageMaker's and TorchServe's: off
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", grpc_port)) != 0, "no gRPC without grpc in --protocols"
+    finally:
+        rest_only.stop()
+    small = ServerProcess([str(controlled_dir()), "--framework", CONTROLLED, "--grpc-port", str(grpc_port),
+                           "--grpc-max-message-bytes", "4096"]).wait_ready()
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        fits = grpcclient.InferInput("x", [1, 2], "FP32")
+        fits.set_data_from_numpy(np.ones((1, 2), dtype=np.float32))
+        assert client.infer("model", [fits]).as_numpy("y").tolist() == [2.0]
+        big = grpcclient.InferInput("x", [1024, 2], "FP32")
+        big.set_data_from_numpy(np.ones((1024, 2), dtype=np.float32))  # 8 KiB of raw contents
+        with pytest.raises(InferenceServerException, match="RESOURCE_EXHAUSTED"):
+            client.infer("model", [big])
+        assert client.is_server_ready()
+    finally:
+        small.stop()
