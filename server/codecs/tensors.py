@@ -17,6 +17,21 @@ from ..types import TensorSpec
 from .b64 import b64decode
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_MAX = int(np.finfo(np.float64).max)
+
+
+def _as_float(value: int) -> float:
+    """An integer as a double; past the double range, ±inf (TF Serving's rule for numbers too large)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _short(value: int) -> str:
+    """An integer as an error message names it: hundreds of digits are cut to their ends."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}…{text[-8:]} ({len(text.lstrip('-'))} digits)"
 _NAN_TOKENS = {"NaN": math.nan, "nan": math.nan}
 
 
@@ -127,8 +142,10 @@ class _Walker:
                 if kind in "iu?" and not (_INT64_MIN <= value <= _INT64_MAX) and not (kind == "u" and 0 <= value < 2**64):
                     if kind == "?":
                         self.seen.add("float")
-                        return float(value)
-                    raise InvalidInput(f"{self.path()}: integer {value} is out of range")
+                        return _as_float(value)
+                    raise InvalidInput(f"{self.path()}: integer {_short(value)} is out of range")
+                if kind == "f" and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+                    return _as_float(value)  # beyond a double: ±inf, as a float literal would be
                 if kind == "u" and value < 0:
                     raise InvalidInput(f"{self.path()}: expected an unsigned integer, got {value}")
                 self.seen.add("int")

@@ -19,10 +19,16 @@ _ALONE = ("alone",)  # never equal to another request's key object
 
 
 def batch_key(request: InferRequest) -> tuple:
-    """Requests with equal keys can share a call; raw bodies and odd inputs run alone."""
+    """Requests with equal keys can share a call; raw bodies and odd inputs run alone. Never
+    raises: a request whose key cannot be made runs alone (the scheduler calls this in its launch,
+    where an exception would leave requests unanswered)."""
     key = request.batch_key
     if key is None:
-        key = request.batch_key = _compute_key(request)
+        try:
+            key = _compute_key(request)
+        except Exception:  # noqa: BLE001 - a key is an optimisation; running alone is always correct
+            key = (_ALONE, request.id)
+        request.batch_key = key
     return key
 
 
@@ -42,7 +48,13 @@ def _compute_key(request: InferRequest) -> tuple:
             parts.append((name, list))
         else:
             return (_ALONE, request.id)
-    params = orjson.dumps(request.parameters, option=orjson.OPT_SORT_KEYS) if request.parameters else b""
+    params = b""
+    if request.parameters:
+        try:
+            params = orjson.dumps(request.parameters, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, ValueError):  # orjson.JSONEncodeError: e.g. an integer past 64 bits
+            # Parameters with no canonical encoding cannot be compared: the request runs alone.
+            return (_ALONE, request.id)
     return tuple(parts), params, request.signature_name
 
 

@@ -246,7 +246,12 @@ class ModelRunner:
                     results, seconds = [err] * len(running), 0.0
                 self._finish(running, results, seconds, rows)
                 continue
-            job = self._pool.submit(self._timed_run, running)
+            try:
+                job = self._pool.submit(self._timed_run, running)
+            except Exception as err:  # noqa: BLE001 - e.g. the pool is shut down: this batch fails, the queue goes on
+                self._finish(running, [ModelError(f"model '{self.name}' could not be run: {type(err).__name__}: "
+                                                  f"{err}")] * len(running), 0.0, rows)
+                continue
             job.add_done_callback(lambda done, items=running, rows=rows: self._loop.call_soon_threadsafe(
                 self._finish_job, items, done, rows))
 

@@ -304,3 +304,15 @@ def test_nonfinite_tokens_in_and_out():
     out = InferResponse({"y": np.array([np.nan, np.inf, -np.inf, 1.5], dtype=np.float32)})
     assert vertex_json.encode_predict_response(out, 4) == b'{"predictions":[NaN,Infinity,-Infinity,1.5]}'
     assert vertex_json.encode_predict_response(out, 4, nonfinite="null") == b'{"predictions":[null,null,null,1.5]}'
+
+
+def test_integers_beyond_the_double_range():
+    """A float input takes them as ±inf (as TF Serving takes numbers too large for a double); an
+    integer input refuses them with a 400 that names the value, shortened."""
+    huge = "9" * 400
+    floats, _ = decode(f'{{"instances": [[{huge}, -{huge}]]}}'.encode(), sig(TensorSpec("x", F32, (-1, 2))))
+    assert floats.inputs["x"].tolist() == [[np.inf, -np.inf]]
+    untyped, _ = decode(f'{{"instances": [[{huge}, 1]]}}'.encode(), sig(TensorSpec("x")))
+    assert untyped.inputs["x"].tolist() == [[np.inf, 1.0]]
+    message = error(f'{{"instances": [[{huge}, 1]]}}'.encode(), sig(TensorSpec("x", I64, (-1, 2))))
+    assert message == "instances[0][0]: integer 99999999999999999999…99999999 (400 digits) is out of range"

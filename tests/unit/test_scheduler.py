@@ -386,3 +386,18 @@ def test_a_handler_that_is_not_thread_safe_has_one_call_in_flight_whatever_the_t
     assert unsafe.calls == [1] * 8 and unsafe.most_inside == 1
     assert run_with(safe, scenario, threads=4)[0] == 4
     assert safe.most_inside > 1  # the same load on a thread-safe handler overlaps
+
+
+def test_parameters_without_a_canonical_encoding_run_alone_and_are_answered():
+    """An integer of hundreds of digits in the parameters: its batch key cannot be JSON-encoded.
+    The request runs alone and is answered; the requests queued beside it are answered too."""
+    handler = RecordingHandler(delay=0.02)
+
+    async def scenario(runner):
+        huge = InferRequest({"x": np.array([[1.0]], dtype=np.float32)}, 1, parameters={"n": 10 ** 300})
+        others = [runner.infer(req(i)) for i in range(4)]
+        return await asyncio.wait_for(asyncio.gather(runner.infer(huge), *others), 5)
+
+    answers, _ = run_with(handler, scenario, max_batch_size=8)
+    assert len(answers) == 5
+    assert batch_key(InferRequest({"x": np.zeros((1, 1))}, 1, parameters={"n": 10 ** 300}))[0] == ("alone",)
