@@ -89,12 +89,24 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def member(model_dir: Path, name: str, field: str) -> Path:
+    """A file the manifest names, which must lie inside the archive: an absolute path or one that
+    leaves the model directory (``../``, or a link pointing out) is refused, as such entries are
+    when unpacking."""
+    if not isinstance(name, str) or Path(name).is_absolute():
+        raise ServingError(f"the manifest's {field} {name!r} must be a path inside the archive")
+    path = model_dir / name
+    if not path.resolve().is_relative_to(model_dir.resolve()):
+        raise ServingError(f"the manifest's {field} {name!r} points outside the archive; refused")
+    return path
+
+
 def read_yaml_config(model_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """The archive's model-config.yaml (``configFile``): batchSize, maxBatchDelay, handler settings."""
     name = manifest["model"].get("configFile")
     if not name:
         return {}
-    path = model_dir / name
+    path = member(model_dir, name, "configFile")
     if not path.is_file():
         raise ServingError(f"the manifest names configFile {name!r}, which is not in the archive")
     try:

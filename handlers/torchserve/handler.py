@@ -131,7 +131,7 @@ class TorchServeHandler(Handler):
         self.max_batch_delay_ms = float(self.yaml_config.get("maxBatchDelay", 0) or 0)
         self.requirements = model.get("requirementsFile")
         if self.requirements:
-            self._requirements(model_dir / self.requirements, config)
+            self._requirements(archive.member(model_dir, self.requirements, "requirementsFile"), config)
         if str(model_dir) not in sys.path:
             sys.path.insert(0, str(model_dir))
         self._handle, initialize, self.entry_point = resolve_entry_point(model.get("handler", ""), model_dir)

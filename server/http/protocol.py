@@ -167,6 +167,7 @@ class HttpProtocol(asyncio.Protocol):
     def _reset_message(self):
         self._url = b""
         self._headers: dict[str, str] = {}
+        self._repeated: dict[str, list[str]] | None = None  # values of repeated headers, joined at the end
         self._header_bytes = 0
         self._has_length = self._has_chunked = False
         self._body: list[bytes] = []
@@ -191,7 +192,16 @@ class HttpProtocol(asyncio.Protocol):
         text = value.decode("latin-1")
         headers = self._headers
         if key in headers:
-            headers[key] = f"{headers[key]}, {text}"
+            # Collected and joined once the headers are complete: joining as they come would copy
+            # the value so far for every repeat, quadratic in a head of many same-named headers.
+            repeated = self._repeated
+            if repeated is None:
+                repeated = self._repeated = {}
+            values = repeated.get(key)
+            if values is None:
+                repeated[key] = [headers[key], text]
+            else:
+                values.append(text)
         else:
             headers[key] = text
         if key not in _FRAMING_HEADERS:
@@ -211,6 +221,9 @@ class HttpProtocol(asyncio.Protocol):
             self._expect_continue = True
 
     def on_headers_complete(self):
+        if self._repeated:
+            for key, values in self._repeated.items():
+                self._headers[key] = ", ".join(values)
         if self._has_length and self._has_chunked:
             raise _ProtocolError(400, "both Content-Length and Transfer-Encoding are present")
         self._set_phase(BODY)

@@ -431,3 +431,14 @@ def test_wrk_with_pipelining(http_server, tmp_path):
     assert "Non-2xx" not in out.stdout and "Socket errors" not in out.stdout, out.stdout
     requests = int(out.stdout.split(" requests in ")[0].split()[-1])
     assert requests > 1000
+
+
+def test_repeated_headers_are_joined_in_order(http_server):
+    """Many headers of one name: one value, joined by ', ' in the order sent (joined once at the end
+    of the head, not copied again for each repeat)."""
+    sock = http_server.connect()
+    repeats = "".join(f"x-n: {i % 10}\r\n" for i in range(250))
+    sock.sendall(f"GET /a HTTP/1.1\r\nHost: x\r\n{repeats}\r\n".encode())
+    (status, _, body), = read_responses(sock, 1)
+    assert status == 200 and json.loads(body)["n"] == ", ".join(str(i % 10) for i in range(250))
+    sock.close()

@@ -83,6 +83,20 @@ def test_manifest_and_config_errors_are_clear(tmp_path):
                                                                                        "maxBatchDelay": 10}
 
 
+def test_files_the_manifest_names_must_lie_inside_the_archive(tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (tmp_path / "secret.yaml").write_text("batchSize: 99\n")
+    (model_dir / "link.yaml").symlink_to(tmp_path / "secret.yaml")
+    for name, why in (("../secret.yaml", "points outside the archive"), (str(tmp_path / "secret.yaml"),
+                      "must be a path inside the archive"), ("link.yaml", "points outside the archive")):
+        with pytest.raises(ServingError, match=f"configFile .* {why}"):
+            archive.read_yaml_config(model_dir, {"model": {"configFile": name}})
+    with pytest.raises(ServingError, match="requirementsFile '../r.txt' points outside"):
+        archive.member(model_dir, "../r.txt", "requirementsFile")
+    assert archive.member(model_dir, "sub/../ok.txt", "requirementsFile") == model_dir / "sub/../ok.txt"
+
+
 def write_module(tmp_path, name, source):
     (tmp_path / f"{name}.py").write_text(source)
     import sys
