@@ -16,6 +16,9 @@ from ..types import Signature
 from .storage import fetch
 
 log = logging.getLogger("hyperserve.model")
+# What clients are told of a failed load (health, model status): the cause, which may hold paths
+# and directory listings, goes only to the log.
+LOAD_FAILED = "not loaded: its load failed (the server's log says why)"
 
 
 @dataclass
@@ -126,7 +129,7 @@ class DeployedModel:
             loaded = load_handler(self.uri, framework=self.framework, config=self.handler_config,
                                   cache_dir=self.cache_dir)
         except Exception as err:
-            self.lifecycle.fire("failed", f"load failed: {err}")
+            self.lifecycle.fire("failed", LOAD_FAILED)
             raise
         self.handler = loaded.handler
         self.framework = loaded.framework
@@ -147,7 +150,7 @@ class DeployedModel:
                                       preferred_batch_sizes=self.preferred_batch_sizes)
             warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
         except Exception as err:
-            self.lifecycle.fire("failed", f"load failed: {err}")
+            self.lifecycle.fire("failed", LOAD_FAILED)
             raise
         self.lifecycle.fire("loaded")
         log.info("model '%s' ready: %s from %s", self.name, self.framework, self.artifact)

@@ -163,8 +163,15 @@ def test_health_is_503_while_loading_then_200(start_server, controlled_dir, tmp_
 
 def test_load_failure_exits_nonzero_after_delay(start_server, controlled_dir):
     model_dir = controlled_dir(load_error="weights are corrupt")
-    server = start_server([model_dir, "--framework", CONTROLLED, "--load-failure-exit-delay", "1.5"], ready=False)
-    assert httpx.get(server.url + "/health").status_code == 503
+    server = start_server([model_dir, "--framework", CONTROLLED, "--load-failure-exit-delay", "3"], ready=False)
+    deadline = time.monotonic() + 10
+    while "load failed" not in (health := httpx.get(server.url + "/health")).text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Clients get a short reason; the cause (which may name paths) is only in the log.
+    assert health.status_code == 503 and health.json() == {
+        "error": "not ready: model 'model' is not loaded: its load failed (the server's log says why)"}
+    status = httpx.get(server.url + "/v1/models/model")
+    assert status.status_code == 503 and "weights are corrupt" not in status.text
     assert server.proc.wait(15) == 1
     assert "weights are corrupt" in server.output()
 
