@@ -128,7 +128,7 @@ class DeployedModel:
         try:
             loaded = load_handler(self.uri, framework=self.framework, config=self.handler_config,
                                   cache_dir=self.cache_dir)
-        except Exception as err:
+        except Exception:
             self.lifecycle.fire("failed", LOAD_FAILED)
             raise
         self.handler = loaded.handler
@@ -149,7 +149,7 @@ class DeployedModel:
                                       max_batch_size=max_batch_size, max_queue_delay=max_queue_delay,
                                       preferred_batch_sizes=self.preferred_batch_sizes)
             warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
-        except Exception as err:
+        except Exception:
             self.lifecycle.fire("failed", LOAD_FAILED)
             raise
         self.lifecycle.fire("loaded")
