@@ -17,6 +17,7 @@ from ..types import TensorSpec
 from .b64 import b64decode
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+MAX_RANK = 64  # numpy's most dimensions
 _FLOAT_MAX = int(np.finfo(np.float64).max)
 
 
@@ -94,6 +95,9 @@ class _Walker:
 
     def walk(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, list):
+            if depth >= MAX_RANK:  # also bounds this recursion: never deeper than a tensor can be
+                raise InvalidInput(f"{self.path()}: nested deeper than {MAX_RANK} levels "
+                                   f"(a tensor has at most {MAX_RANK} dimensions)")
             self._check_dim(depth, len(value))
             trail = self.trail
             trail.append(0)

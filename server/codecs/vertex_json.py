@@ -83,6 +83,8 @@ def _stdlib_loads(raw: bytes) -> Any:
         return json.loads(raw, parse_constant=_CONSTANTS.__getitem__, object_pairs_hook=_unique_pairs)
     except _DuplicateKey as err:
         raise InvalidInput(str(err)) from None
+    except RecursionError:  # the stdlib parser recurses; orjson's own limit is 1024 levels
+        raise InvalidInput("invalid JSON: nested too deeply") from None
 
 
 def _count_keys(doc: Any) -> int:

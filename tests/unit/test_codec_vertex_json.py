@@ -316,3 +316,15 @@ def test_integers_beyond_the_double_range():
     assert untyped.inputs["x"].tolist() == [[np.inf, 1.0]]
     message = error(f'{{"instances": [[{huge}, 1]]}}'.encode(), sig(TensorSpec("x", I64, (-1, 2))))
     assert message == "instances[0][0]: integer 99999999999999999999…99999999 (400 digits) is out of range"
+
+
+@pytest.mark.parametrize("depth", [70, 990, 1020])
+@pytest.mark.parametrize("key_token", [False, True], ids=["plain", "with-a-key-token-in-a-string"])
+def test_deep_nesting_is_a_400_on_every_path(depth, key_token):
+    """Nesting that parses but no tensor can hold (numpy has at most 64 dimensions), and nesting
+    that sends the duplicate-key check to the stdlib parser (a '":' inside a string): 400s."""
+    prefix = b'{"k": "\\":", ' if key_token else b"{"
+    body = prefix + b'"instances": [' + b"[" * depth + b"1" + b"]" * depth + b"]}"
+    message = error(body, sig(TensorSpec("x", F32)))
+    assert "nested deeper than 64 levels" in message or "nested too deeply" in message \
+        or "depth limit exceeded" in message, message
