@@ -115,6 +115,49 @@ class Deferred:
             self.on_cancel()
 
 
+# Final statuses a response may carry with a body; 204 and 304 must have none.
+_PLAIN_STATUSES = frozenset(range(200, 600)) - {204, 304}
+_PLAIN_TYPES = frozenset(("application/json", "application/octet-stream", "text/plain; charset=utf-8", ""))
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _field_value_problem(value) -> str | None:
+    if not isinstance(value, str):
+        return f"is a {type(value).__name__}, not text"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return "has characters outside latin-1"
+    if any(c in value for c in "\r\n\0"):
+        return "has a line break or NUL"
+    return None
+
+
+def response_problem(response: Response) -> str | None:
+    """What makes a response unsendable (a handler's status, media type or headers), or None.
+    Checked once, by the transport, for every response a route gives."""
+    if response.headers is None and response.status in _PLAIN_STATUSES and response.content_type in _PLAIN_TYPES \
+            and type(response.status) is int:
+        return None  # the usual response: nothing to check
+    status = response.status
+    if type(status) is not int or not 200 <= status <= 599:
+        return f"status {status!r} is not a final HTTP status (200-599)"
+    if status in (204, 304) and response.body:
+        return f"status {status} cannot carry a body ({len(response.body)} bytes given)"
+    if not isinstance(response.body, (bytes, bytearray, memoryview)):
+        return f"body is a {type(response.body).__name__}, not bytes"
+    problem = _field_value_problem(response.content_type)
+    if problem:
+        return f"content type {response.content_type!r} {problem}"
+    for name, value in (response.headers or {}).items():
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
+            return f"header name {name!r} is not an HTTP token"
+        problem = _field_value_problem(value)
+        if problem:
+            return f"header {name!r} {problem}"
+    return None
+
+
 _head_cache: dict[tuple, bytes] = {}
 _head_cache_date: list = [None]
 

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import httptools
 
 from ..native import native
-from .messages import Deferred, Request, Response, plain_head
+from .messages import Deferred, Request, Response, plain_head, response_problem
 
 if TYPE_CHECKING:
     from .server import HttpServer
@@ -279,7 +279,7 @@ class HttpProtocol(asyncio.Protocol):
             log.exception("unhandled error in route for %s %s", request.method, request.path)
             result = Response.error(500, f"internal server error: {type(err).__name__}")
         if type(result) is Response:
-            self._write(result, request)
+            self._write(self._sendable(result, request), request)
             return
         self._in_app = True
         self._phase, self.deadline = WAITING_APP, None
@@ -323,11 +323,25 @@ class HttpProtocol(asyncio.Protocol):
         except Exception:  # noqa: BLE001 - a write failure must not reach whoever resolved the answer
             log.exception("failed to answer %s %s", request.method, request.path)
 
+    @staticmethod
+    def _sendable(response, request: Request) -> Response:
+        """The route's response, or a 500 naming why it cannot be sent (a handler's bad status,
+        media type or header), so that every request is still answered, once."""
+        if type(response) is not Response:
+            problem = f"is a {type(response).__name__}, not a Response"
+        else:
+            problem = response_problem(response)
+            if problem is None:
+                return response
+        log.error("cannot send the answer to %s %s: the response %s", request.method, request.path, problem)
+        return Response.error(500, f"internal server error: the response {problem}")
+
     def _app_done(self, request: Request, response: Response):
         self._in_app = False
         transport = self.transport
         if transport is None:
             return
+        response = self._sendable(response, request)
         body = response.body
         if (self._between_messages and response.headers is None and request.keep_alive and request.method != "HEAD"
                 and request.http_version == "1.1" and len(body) <= 65536

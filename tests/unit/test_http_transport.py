@@ -38,11 +38,29 @@ def echo_app(request: Request):
         return Response(200, b"x" * (8 * 1024 * 1024), "application/octet-stream")
     if request.path == "/crash":
         raise RuntimeError("route bug")
+    if request.path.startswith("/bad/"):  # what a handler could hand back: sent directly or later
+        bad = BAD_RESPONSES[request.path.split("/")[2]]()
+        if request.query == "later":
+            reply = Deferred()
+            asyncio.get_running_loop().call_soon(reply.resolve, bad)
+            return reply
+        return bad
     return Response.json({
         "method": request.method, "path": request.path, "query": request.query,
         "length": len(request.body), "n": request.headers.get("x-n"),
         "version": request.http_version,
     })
+
+
+BAD_RESPONSES = {
+    "status-0": lambda: Response(0, b"x"),
+    "status-text": lambda: Response("abc", b"x"),
+    "204-with-body": lambda: Response(204, b"x"),
+    "header-not-latin-1": lambda: Response(200, b"x", headers={"x-name": "snow \u2603"}),
+    "header-line-break": lambda: Response(200, b"x", headers={"x-a": "1\r\nx-b: 2"}),
+    "header-name": lambda: Response(200, b"x", headers={"bad name": "1"}),
+    "media-type": lambda: Response(200, b"x", "text/\u2603"),
+}
 
 
 @pytest.fixture
@@ -441,4 +459,20 @@ def test_repeated_headers_are_joined_in_order(http_server):
     sock.sendall(f"GET /a HTTP/1.1\r\nHost: x\r\n{repeats}\r\n".encode())
     (status, _, body), = read_responses(sock, 1)
     assert status == 200 and json.loads(body)["n"] == ", ".join(str(i % 10) for i in range(250))
+    sock.close()
+
+
+@pytest.mark.parametrize("when", ["now", "later"])
+@pytest.mark.parametrize("kind, says", [
+    ("status-0", "status 0 is not a final HTTP status"), ("status-text", "status 'abc' is not a final HTTP status"),
+    ("204-with-body", "status 204 cannot carry a body"), ("header-not-latin-1", "has characters outside latin-1"),
+    ("header-line-break", "has a line break or NUL"), ("header-name", "is not an HTTP token"),
+    ("media-type", "content type 'text/\u2603' has characters outside latin-1")])
+def test_a_response_that_cannot_be_sent_is_a_500_naming_why(http_server, kind, says, when):
+    sock = http_server.connect()
+    query = "?later" if when == "later" else ""
+    sock.sendall(f"GET /bad/{kind}{query} HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    (status, _, body), (after, _, _) = read_responses(sock, 2)
+    assert status == 500 and says in json.loads(body)["error"]
+    assert after == 200, "the connection keeps serving"
     sock.close()
