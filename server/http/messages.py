@@ -116,8 +116,8 @@ class Deferred:
 
 
 # Final statuses a response may carry with a body; 204 and 304 must have none.
-_PLAIN_STATUSES = frozenset(range(200, 600)) - {204, 304}
-_PLAIN_TYPES = frozenset(("application/json", "application/octet-stream", "text/plain; charset=utf-8", ""))
+PLAIN_STATUSES = frozenset(range(200, 600)) - {204, 304}
+PLAIN_TYPES = frozenset(("application/json", "application/octet-stream", "text/plain; charset=utf-8", ""))
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -136,7 +136,7 @@ def _field_value_problem(value) -> str | None:
 def response_problem(response: Response) -> str | None:
     """What makes a response unsendable (a handler's status, media type or headers), or None.
     Checked once, by the transport, for every response a route gives."""
-    if response.headers is None and response.status in _PLAIN_STATUSES and response.content_type in _PLAIN_TYPES \
+    if response.headers is None and response.status in PLAIN_STATUSES and response.content_type in PLAIN_TYPES \
             and type(response.status) is int:
         return None  # the usual response: nothing to check
     status = response.status

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import httptools
 
 from ..native import native
-from .messages import Deferred, Request, Response, plain_head, response_problem
+from .messages import PLAIN_STATUSES, PLAIN_TYPES, Deferred, Request, Response, plain_head, response_problem
 
 if TYPE_CHECKING:
     from .server import HttpServer
@@ -279,7 +279,10 @@ class HttpProtocol(asyncio.Protocol):
             log.exception("unhandled error in route for %s %s", request.method, request.path)
             result = Response.error(500, f"internal server error: {type(err).__name__}")
         if type(result) is Response:
-            self._write(self._sendable(result, request), request)
+            if result.headers is not None or result.status not in PLAIN_STATUSES \
+                    or result.content_type not in PLAIN_TYPES:
+                result = self._sendable(result, request)
+            self._write(result, request)
             return
         self._in_app = True
         self._phase, self.deadline = WAITING_APP, None
@@ -341,7 +344,9 @@ class HttpProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        response = self._sendable(response, request)
+        if type(response) is not Response or response.headers is not None \
+                or response.status not in PLAIN_STATUSES or response.content_type not in PLAIN_TYPES:
+            response = self._sendable(response, request)  # the usual answer needs no check
         body = response.body
         if (self._between_messages and response.headers is None and request.keep_alive and request.method != "HEAD"
                 and request.http_version == "1.1" and len(body) <= 65536
