@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 
 from .. import loadgen, report
-from .servers import ROOT, SERVERS, python_env, request_body
+from .servers import ROOT, SERVERS, free_port, python_env, request_body
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -119,12 +119,6 @@ KINDS = {"W1": "sklearn", "W2": "sklearn", "W3": "image", "W4": "torchscript", "
 # tensor extension (JSON to a server without it), G1 one iris row over gRPC ModelInfer.
 OIP = {"V1": ("v2", "FP64"), "V2": ("v2-binary", "FP32"), "G1": ("grpc", "FP64")}
 V2_BINARY = {"hyperserve", "hyperserve-nobatch", "kserve"}  # MLServer's REST API has no binary extension
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:

@@ -30,7 +30,7 @@ class Launch:
     grpc_port: int = 0  # where its OIP v2 gRPC service listens (0: none)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -73,7 +73,7 @@ def _hyperserve(model_dir: Path, name: str, port: int, work: Path, kind: str, ex
         extra = (*extra, "--framework", IMAGE_HANDLER)
     if kind == "torchscript":  # the directory also holds TorchServe's batch-size-1 variant
         model_dir = model_dir / "model.mar"
-    grpc_port = _free_port()
+    grpc_port = free_port()
     return Launch([sys.executable, "-m", "hyperserve.server", "serve", str(model_dir), "--host", "127.0.0.1",
                    "--port", str(port), "--grpc-port", str(grpc_port), "--model-name", name, "--log-level",
                    "warning", "--workers", "1", *extra],

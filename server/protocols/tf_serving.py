@@ -3,7 +3,6 @@ versions, plus :classify and :regress (tf.Example inputs) and /metadata (the sig
 
 from __future__ import annotations
 
-
 from ..codecs import tf_examples, vertex_json
 from ..errors import InvalidInput, ServingError
 from ..http import Request, Response
