@@ -10,6 +10,7 @@
 #include "base64.h"
 #include "http_request.h"
 #include "instances.h"
+#include "json_scan.h"
 
 namespace nb = nanobind;
 using hyperserve::B64Span;
@@ -210,6 +211,26 @@ nb::object parse_request(nb::handle data_obj, size_t offset, size_t max_header_b
   return nb::make_tuple(nb::borrow(methods[r.method]), path, query, headers, nb::steal(body), r.end, r.keep_alive);
 }
 
+// (duplicate key or None, depth) of a JSON text orjson accepted; None when it is not well-formed.
+nb::object scan_json(nb::handle body_obj) {
+  BufferGuard guard;
+  Input body = as_input(body_obj, guard.view);
+  hyperserve::JsonScan scanned;
+  {
+    const char* data = reinterpret_cast<const char*>(body.data);
+    nb::gil_scoped_release release;
+    scanned = hyperserve::scan_json(data, body.size);
+  }
+  if (!scanned.valid) return nb::none();
+  nb::object key = nb::none();
+  if (scanned.duplicate) {
+    key = nb::steal(PyUnicode_DecodeUTF8(scanned.key.data(), static_cast<Py_ssize_t>(scanned.key.size()),
+                                         "surrogatepass"));
+    if (!key.is_valid()) throw nb::python_error();
+  }
+  return nb::make_tuple(key, scanned.depth);
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
@@ -226,6 +247,9 @@ NB_MODULE(_native, m) {
         nb::arg("max_body_bytes"),
         "One whole HTTP/1.1 request at offset: (method, path, query, headers, body, end, keep_alive), "
         "or None to use the general parser.");
+  m.def("scan_json", &scan_json, nb::arg("body"),
+        "One pass over JSON orjson accepted: (the first key repeated in an object or None, nesting depth), "
+        "or None when it is not well-formed.");
   m.def("b64decoded_length", &b64decoded_length, nb::arg("data"),
         "Length the data decodes to; raises ValueError on a bad length or padding.");
 }

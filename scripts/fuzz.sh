@@ -11,7 +11,8 @@ FLAGS=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 "$CXX" "${FLAGS[@]}" cpp_ext/instances.cpp cpp_ext/fuzz/fuzz_instances.cpp -o build/fuzz/instances
 "$CXX" "${FLAGS[@]}" cpp_ext/base64.cpp cpp_ext/fuzz/fuzz_base64.cpp -o build/fuzz/base64
 "$CXX" "${FLAGS[@]}" cpp_ext/http_request.cpp cpp_ext/fuzz/fuzz_http_request.cpp -o build/fuzz/http_request
-for target in instances base64 http_request; do
+"$CXX" "${FLAGS[@]}" cpp_ext/json_scan.cpp cpp_ext/fuzz/fuzz_json_scan.cpp -o build/fuzz/json_scan
+for target in instances base64 http_request json_scan; do
   corpus="build/fuzz/corpus-$target"
   rm -rf "$corpus" && mkdir -p "$corpus" && cp tests/fuzz_corpus/$target/* "$corpus/"
   (cd build/fuzz && "./$target" -max_total_time="$SECONDS_PER_TARGET" -timeout=5 -rss_limit_mb=2048 \

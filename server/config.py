@@ -94,6 +94,8 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--keepalive-timeout", _env("KEEPALIVE_TIMEOUT"), 75.0, float, "seconds an idle keep-alive connection stays open"),
     Option("--header-timeout", _env("HEADER_TIMEOUT"), 10.0, float, "seconds a client has to send a request's headers"),
     Option("--body-timeout", _env("BODY_TIMEOUT"), 60.0, float, "seconds a client has to send a request's body"),
+    Option("--send-timeout", _env("SEND_TIMEOUT"), 60.0, float,
+           "seconds a client may leave answers unread (the server's buffer for it full) before it is disconnected"),
     Option("--grace-period", _env("GRACE_PERIOD"), 30.0, float,
            "seconds in-flight requests get to finish after SIGTERM"),
     Option("--load-failure-exit-delay", _env("LOAD_FAILURE_EXIT_DELAY"), 5.0, float,

@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hyperserve.handlers.base import HandlerConfig
 from . import __version__
 from .dataplane import DataPlane
 from .errors import ServingError
+from .ports import refuse_if_served
 from .http import HttpServer, Limits
 from .repository.model import DeployedModel
 from .protocols import GRPC, Context, Settings, build_router, parse_protocols
@@ -23,6 +25,9 @@ from .repository.models import ModelRepository, model_specs
 from .router import Router
 
 log = logging.getLogger("hyperserve")
+
+APP_TIMEOUT_MARGIN_S = 5.0
+SWITCH_INTERVAL_S = 0.001  # see serve(): how soon a thread holding the GIL yields it to the loop
 
 
 def in_background(fn, loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Future:
@@ -105,7 +110,9 @@ def build(args: argparse.Namespace) -> tuple[Router, DataPlane, Limits]:
     router = build_router(Context(plane, settings), names, explicit)
     limits = Limits(max_header_bytes=args.max_header_size, max_body_bytes=args.max_body_size,
                     header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-                    keepalive_timeout=args.keepalive_timeout)
+                    keepalive_timeout=args.keepalive_timeout, send_timeout=args.send_timeout,
+                    # a backstop: the data plane answers 504 at the request's own deadline first
+                    app_timeout=args.request_timeout + APP_TIMEOUT_MARGIN_S if args.request_timeout > 0 else 0.0)
     return router, plane, limits
 
 
@@ -118,10 +125,15 @@ def build_or_report(args: argparse.Namespace):
         return None
 
 
-async def start_grpc(args: argparse.Namespace, plane: DataPlane):
+def grpc_port(args: argparse.Namespace) -> int:
+    """The gRPC port this run serves (0: none)."""
+    return args.grpc_port if GRPC in args.protocols_served else 0
+
+
+async def start_grpc(args: argparse.Namespace, plane: DataPlane, reuse_port: bool = False):
     """The OIP v2 gRPC service on --grpc-port, unless switched off (port 0, or --protocols
     without grpc); without the grpc extra installed, only a warning unless grpc was asked for."""
-    if not args.grpc_port or GRPC not in args.protocols_served:
+    if not grpc_port(args):
         return None
     try:
         from .grpc.server import GrpcServer
@@ -132,7 +144,7 @@ async def start_grpc(args: argparse.Namespace, plane: DataPlane):
                 from None
         log.warning("gRPC is off: the grpc extra is not installed (pip install 'hyperserve[grpc]'): %s", err)
         return None
-    grpc_server = GrpcServer(plane, InferenceServicer(plane), args.grpc_max_message_bytes)
+    grpc_server = GrpcServer(plane, InferenceServicer(plane), args.grpc_max_message_bytes, reuse_port)
     port = await grpc_server.start(args.host, args.grpc_port)
     log.info("gRPC (inference.GRPCInferenceService, grpc.health.v1.Health) on %s:%d", args.host, port)
     return grpc_server
@@ -151,9 +163,17 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
     if slots is not None:
         plane.cluster_ready = slots.all_ready
     server = HttpServer(router, limits, loop)
-    port = await server.start(args.host, args.port, reuse_port=reuse_port)
     try:
-        grpc_server = await start_grpc(args, plane)
+        if not reuse_port:  # a supervisor checked and holds the ports of its workers
+            refuse_if_served(args.host, args.port, "HTTP")
+            refuse_if_served(args.host, grpc_port(args), "gRPC")
+        port = await server.start(args.host, args.port, reuse_port=reuse_port)
+    except (ServingError, OSError) as err:
+        log.error("%s", getattr(err, "message", None) or f"cannot listen on {args.host}:{args.port}: {err}")
+        plane.close()
+        return 2
+    try:
+        grpc_server = await start_grpc(args, plane, reuse_port)
     except (ServingError, OSError) as err:
         log.error("%s", getattr(err, "message", None) or err)
         await server.shutdown(0.0)
@@ -187,6 +207,9 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
         # keeps the collector's pauses short on the request path.
         gc.collect()
         gc.freeze()
+        # A codec thread holding the GIL hands it to the event loop after this long, not 5 ms:
+        # health and small predicts stay quick while large bodies decode.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         if slots is not None:
             slots.set(index, True)
         await stop.wait()

@@ -5,13 +5,16 @@ handlers that declare themselves fork-safe, loads the models, so workers share t
 copy-on-write. It then forks the workers: each binds its own SO_REUSEPORT socket (the kernel
 spreads connections across them), runs its own event loop and model threads, and marks itself
 ready in shared memory; health is 200 only when every worker is ready. A worker that dies is
-replaced; SIGTERM is forwarded and each worker drains. No tensor ever crosses a process.
+replaced; SIGTERM is forwarded and each worker drains, and a worker whose supervisor dies (even
+by kill -9) gets SIGTERM from the kernel. The supervisor holds the ports from start to exit, so no
+other server can bind them beside its workers. No tensor ever crosses a process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import glob
 import logging
 import multiprocessing
@@ -19,12 +22,15 @@ import os
 import signal
 import time
 
+from .errors import ServingError
 from .http import HttpServer
+from .ports import reserve
 
 log = logging.getLogger("hyperserve.workers")
 
 RESTART_WINDOW_S = 10.0  # a worker dying sooner than this after its start counts as a crash loop
 MAX_QUICK_RESTARTS = 5
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class WorkerSlots:
@@ -131,7 +137,7 @@ def _worker_main(args, built, slots: WorkerSlots, index: int) -> int:
 
 
 def supervise(args: argparse.Namespace, workers: int) -> int:
-    from .serve import build_or_report, run_loop
+    from .serve import build_or_report, grpc_port
 
     args.workers_resolved = workers
     if args.intra_op_threads == 0:  # share the cores between the workers' framework threads
@@ -139,9 +145,36 @@ def supervise(args: argparse.Namespace, workers: int) -> int:
     built = build_or_report(args)
     if built is None:
         return 2
+    try:  # held until the supervisor exits: no other server can start on these ports meanwhile
+        reservations = [reserve(args.host, args.port, "HTTP"), reserve(args.host, grpc_port(args), "gRPC")]
+    except (ServingError, OSError) as err:
+        log.error("%s", getattr(err, "message", None) or f"cannot listen on {args.host}:{args.port}: {err}")
+        return 2
+    try:
+        return _supervise(args, built, workers)
+    finally:
+        for reservation in reservations:
+            if reservation is not None:
+                reservation.close()
+
+
+def _die_with_supervisor(supervisor: int) -> None:
+    """Ask the kernel for SIGTERM when the supervisor dies (even by kill -9), so no worker is
+    left serving on its own; a worker whose supervisor is already gone stops at once."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("cannot ask to die with the supervisor: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != supervisor:
+        os._exit(0)
+
+
+def _supervise(args: argparse.Namespace, built, workers: int) -> int:
+    from .serve import run_loop
+
     code = run_loop(_prepare(args, *built))
     if code is not None:
         return code
+    supervisor = os.getpid()
 
     slots = WorkerSlots(workers)
     children: dict[int, tuple[int, float]] = {}
@@ -152,6 +185,7 @@ def supervise(args: argparse.Namespace, workers: int) -> int:
         if pid == 0:
             code = 1
             try:
+                _die_with_supervisor(supervisor)
                 code = _worker_main(args, built, slots, index)
             except BaseException:  # noqa: BLE001
                 log.exception("worker %d crashed", index)

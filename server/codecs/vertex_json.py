@@ -21,6 +21,7 @@ import orjson
 from ..errors import InvalidInput
 from ..native import native
 from ..types import InferRequest, InferResponse, Signature, TensorSpec, one_tensor_key
+from .json_scan import scan_json
 from .tensors import json_type, scalar_array, to_array
 
 ROW, COLUMNAR = "row", "columnar"
@@ -50,7 +51,7 @@ def parse_json(body: bytes | memoryview) -> Any:
                 or "number is infinity" in message:
             try:
                 return _stdlib_loads(raw)
-            except (ValueError, RecursionError):
+            except ValueError:
                 pass
         raise InvalidInput(f"invalid JSON: {err}") from None
     if type(doc) is dict or type(doc) is list:
@@ -60,31 +61,22 @@ def parse_json(body: bytes | memoryview) -> Any:
 
 _CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 # Every key is a string followed by ':'; a string value holding '":' also matches (an over-count).
-_KEY_TOKEN = re.compile(rb'"[ \t\r\n]*:')
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_pairs(pairs: list) -> dict:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(f"invalid JSON: duplicate key {key!r} in an object")
-            seen.add(key)
-    return result
+_SPACED_KEY_TOKEN = re.compile(rb'"[ \t\r\n]+:')
+# The stdlib parser recurses (in C) once per level; below Python's recursion limit it cannot fail.
+MAX_STDLIB_DEPTH = 512
 
 
 def _stdlib_loads(raw: bytes) -> Any:
-    try:
-        return json.loads(raw, parse_constant=_CONSTANTS.__getitem__, object_pairs_hook=_unique_pairs)
-    except _DuplicateKey as err:
-        raise InvalidInput(str(err)) from None
-    except RecursionError:  # the stdlib parser recurses; orjson's own limit is 1024 levels
-        raise InvalidInput("invalid JSON: nested too deeply") from None
+    """The stdlib parser, for the tokens orjson refuses; the key scan runs first, so that neither a
+    duplicate key nor deep nesting reaches it."""
+    scanned = scan_json(raw)
+    if scanned is not None:
+        duplicate, depth = scanned
+        if depth > MAX_STDLIB_DEPTH:
+            raise InvalidInput(f"invalid JSON: nested deeper than {MAX_STDLIB_DEPTH} levels")
+        if duplicate is not None:
+            raise InvalidInput(f"invalid JSON: duplicate key {duplicate!r} in an object")
+    return json.loads(raw, parse_constant=_CONSTANTS.__getitem__)
 
 
 def _count_keys(doc: Any) -> int:
@@ -103,11 +95,16 @@ def _count_keys(doc: Any) -> int:
 def _check_unique_keys(body: bytes | memoryview, doc: Any) -> None:
     """Cheap when there is nothing to find: the key tokens in the bytes are counted and compared
     with the keys orjson kept; only a mismatch (a duplicate, or '":' inside a string) pays for the
-    stdlib parser's exact check."""
-    tokens = len(_KEY_TOKEN.findall(body))
+    exact scan, one linear pass (native, or its Python twin)."""
+    raw = body if type(body) is bytes else bytes(body)
+    tokens = raw.count(b'":')  # in C, allocating nothing; a key spaced before its ':' is rare
+    if _SPACED_KEY_TOKEN.search(raw) is not None:
+        tokens += len(_SPACED_KEY_TOKEN.findall(raw))
     if tokens == 0 or (type(doc) is dict and tokens == len(doc)) or tokens == _count_keys(doc):
         return
-    _stdlib_loads(bytes(body))
+    scanned = scan_json(body)
+    if scanned is not None and scanned[0] is not None:
+        raise InvalidInput(f"invalid JSON: duplicate key {scanned[0]!r} in an object")
 
 
 def parse_predict_body(body: bytes | memoryview) -> PredictBody:

@@ -48,11 +48,13 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
 
 class GrpcServer:
-    def __init__(self, plane: DataPlane, servicer, max_message_bytes: int):
+    def __init__(self, plane: DataPlane, servicer, max_message_bytes: int, reuse_port: bool = False):
         self.servicer = servicer
+        # Worker processes share the port, as HTTP's do; a single process does not (grpcio's
+        # default would let another server bind the same port beside it).
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.so_reuseport", 1)]  # worker processes share the port, as HTTP's does
+                   ("grpc.so_reuseport", 1 if reuse_port else 0)]
         self.server = grpc.aio.server(options=options)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(plane), self.server)

@@ -3,8 +3,10 @@
 Rules this file keeps:
 - Responses leave in the order their requests arrived (pipelining); at most one request of a
   connection is inside the app at a time, later ones wait in ``_pipeline``.
-- At any moment one deadline guards the connection, chosen by its phase (the table below).
-- Reading pauses while the peer does not read our writes, or while too many requests wait.
+- At any moment one deadline guards the connection, chosen by its phase (the table below); while
+  the peer leaves our answers unread, a send deadline runs too. No phase is without a limit.
+- Reading pauses while the peer does not read our writes, or while too many requests (or request
+  bytes) wait: one connection never buffers more than those bounds plus one answer.
 - A protocol error answers 400 (or 413/431/408) after the responses already owed, then closes.
 - Whole simple requests (the usual case) are parsed by the native fast path in one call; whatever
   it declines, and everything after that in the same read, goes to httptools. It only runs while
@@ -35,7 +37,7 @@ _PHASE_TIMEOUT = {
     IDLE: "keepalive_timeout",
     HEADERS: "header_timeout",
     BODY: "body_timeout",
-    WAITING_APP: None,
+    WAITING_APP: "app_timeout",  # a backstop behind the data plane's own request deadline
     LINGER: "linger_timeout",  # after an error answer: drain what the peer still sends, then close
 }
 
@@ -79,7 +81,10 @@ class HttpProtocol(asyncio.Protocol):
         self._task: asyncio.Task | None = None  # the app's awaitable answer, or
         self._deferred: Deferred | None = None  # its callback-style answer
         self._deferred_request: Request | None = None  # the request that answer is for
+        self._app_request: Request | None = None  # the request inside the app
         self.deadline: float | None = None
+        self.send_deadline: float | None = None  # set while our answers sit unread in the buffer
+        self._queued_bytes = 0  # body bytes of the requests waiting in _pipeline
         self._write_paused = False
         self._read_paused = False
         self._closing = False  # no further requests are read; close once owed responses are out
@@ -154,10 +159,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self):
         self._write_paused = True
+        timeout = self.limits.send_timeout
+        self.send_deadline = self.loop.time() + timeout if timeout else None
         self._update_reading()
 
     def resume_writing(self):
         self._write_paused = False
+        self.send_deadline = None
         if not self._in_app and self._pipeline:
             self._run_pipeline()
         self._update_reading()
@@ -259,7 +267,9 @@ class HttpProtocol(asyncio.Protocol):
             self._closing = True  # nothing after a "Connection: close" request is read
         if self._in_app or self._pipeline or self._write_paused:
             self._pipeline.append(request)
-            self._phase, self.deadline = WAITING_APP, None
+            self._queued_bytes += len(request.body)
+            if not self._in_app:
+                self._phase, self.deadline = WAITING_APP, None  # the send deadline guards it
             self._update_reading()
             return
         self._dispatch(request)
@@ -285,7 +295,8 @@ class HttpProtocol(asyncio.Protocol):
             self._write(result, request)
             return
         self._in_app = True
-        self._phase, self.deadline = WAITING_APP, None
+        self._app_request = request
+        self._set_phase(WAITING_APP)
         if type(result) is Deferred:
             self._deferred = result
             self._deferred_request = request
@@ -300,6 +311,7 @@ class HttpProtocol(asyncio.Protocol):
             if type(item) is Response:  # a protocol error owed after earlier responses
                 self._write(item, None)
             else:
+                self._queued_bytes -= len(item.body)
                 self._dispatch(item)
         self._update_reading()
         if not self._in_app and not self._pipeline:
@@ -341,6 +353,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _app_done(self, request: Request, response: Response):
         self._in_app = False
+        self._app_request = None
         transport = self.transport
         if transport is None:
             return
@@ -406,7 +419,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._phase == LINGER:
             should_pause = False
         else:
-            should_pause = self._write_paused or len(self._pipeline) >= self.limits.max_pipelined or self._closing
+            should_pause = self._write_paused or self._closing or len(self._pipeline) >= self.limits.max_pipelined \
+                or self._queued_bytes >= self.limits.max_pipelined_bytes
         if should_pause and not self._read_paused:
             self._read_paused = True
             transport.pause_reading()
@@ -447,15 +461,48 @@ class HttpProtocol(asyncio.Protocol):
 
     def check_deadline(self, now: float):
         """Called by the server's sweep; acts once the current phase's deadline has passed."""
-        if self.deadline is None or now < self.deadline or self.transport is None:
+        if self.transport is None:
+            return
+        if self.send_deadline is not None and now >= self.send_deadline:
+            # The peer has not read our answers for send_timeout: nothing more can reach it.
+            log.info("closing a connection whose peer left %d bytes unread for %.0fs",
+                     self.transport.get_write_buffer_size(), self.limits.send_timeout)
+            self.send_deadline = None
+            self.transport.abort()
+            return
+        if self.deadline is None or now < self.deadline:
             return
         phase = self._phase
         self.deadline = None
         if phase == LINGER:
             self.transport.close()
             return
+        if phase == WAITING_APP:
+            if self._in_app:
+                self._app_timed_out()
+            return
         if phase == IDLE or (phase == HEADERS and not self._partial_message() and not self._in_app):
             self.transport.close()  # an idle keep-alive connection: no answer is owed
             return
         what = "headers" if phase == HEADERS else "body"
         self._fail(408, f"timed out waiting for the request {what}")
+
+    def _app_timed_out(self):
+        """The app kept a request past app_timeout: answer it 504 (once: the late answer is
+        dropped) and close, as what was pipelined behind it can no longer be answered in order."""
+        request = self._app_request
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = self._deferred_request = None
+        log.warning("%s %s got no answer within %.0fs; answering 504", request.method, request.path,
+                    self.limits.app_timeout)
+        self._in_app = False
+        self._app_request = None
+        self._closing = True
+        self._pipeline.clear()
+        self._queued_bytes = 0
+        self._write(Response.error(504, f"no answer within {self.limits.app_timeout:g} seconds"), None)
+        self._maybe_close()

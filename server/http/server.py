@@ -19,7 +19,10 @@ class Limits:
     body_timeout: float = 60.0  # from the end of the headers to the end of the body
     keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
     max_pipelined: int = 32  # requests waiting on one connection before reading pauses
+    max_pipelined_bytes: int = 4 * 1024 * 1024  # request bytes waiting on one connection before reading pauses
     linger_timeout: float = 2.0  # after an error answer, how long to drain the peer's unread data
+    send_timeout: float = 60.0  # how long a peer may leave our answers unread (our buffer full) before we close
+    app_timeout: float = 0.0  # a request inside the app longer than this is answered 504 (0: no limit)
 
 
 App = Callable[[Request], "Response | asyncio.Future[Response]"]

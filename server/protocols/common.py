@@ -11,6 +11,7 @@ from ..dataplane import OFF_LOOP_DECODE_BYTES, DataPlane, failure_status
 from ..errors import ServingError
 from ..http import Deferred, Request, Response
 from ..repository.model import DeployedModel
+from ..scheduler.batching import batch_key
 from ..scheduler.runner import Split
 from ..types import InferRequest
 
@@ -69,25 +70,30 @@ class DeferredInfer:
     def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred:
         reply = Deferred()
         if len(request.body) > OFF_LOOP_DECODE_BYTES:
-            self.plane.off_loop(lambda: self.decode(request, model),
-                                lambda decoded: self._queue(reply, request, model, decoded),
+            self.plane.off_loop(lambda: self._prepared(request, model),
+                                lambda prepared: self._queue(reply, model, prepared),
                                 lambda err: reply.resolve(failure(err)))
             return reply
         try:
-            decoded = self.decode(request, model)
+            prepared = self._prepared(request, model)
         except ServingError as err:
             return failure(err)
-        self._queue(reply, request, model, decoded)
+        self._queue(reply, model, prepared)
         return reply
 
-    def _queue(self, reply: Deferred, request: Request, model: DeployedModel, decoded: tuple) -> None:
+    def _prepared(self, request: Request, model: DeployedModel) -> tuple[InferRequest, Any]:
+        """Decoded, with its deadline and its batch key: all the work a body's size scales, done
+        where the body is decoded (a codec thread for a large one), never in the scheduler's launch."""
+        infer_request, key = self.decode(request, model)
+        batch_key(self.plane.prepare(infer_request, request.headers))
+        return infer_request, key
+
+    def _queue(self, reply: Deferred, model: DeployedModel, prepared: tuple) -> None:
         if reply.cancelled:  # the client left while its body was decoded
             return
-        infer_request, key = decoded
-        plane = self.plane
+        infer_request, key = prepared
         try:
-            ticket = plane.submit(model, plane.prepare(infer_request, request.headers), partial(self.answer, reply),
-                                  self.split_for(model, key))
+            ticket = self.plane.submit(model, infer_request, partial(self.answer, reply), self.split_for(model, key))
         except ServingError as err:
             reply.resolve(failure(err))
             return

@@ -8,11 +8,12 @@ import io
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hyperserve.server.codecs import raw, vertex_json
 from hyperserve.server.errors import InvalidInput
+from hyperserve.server.native import native
 from hyperserve.server.types import InferResponse, Signature, TensorSpec
 
 F32 = np.dtype(np.float32)
@@ -328,3 +329,63 @@ def test_deep_nesting_is_a_400_on_every_path(depth, key_token):
     message = error(body, sig(TensorSpec("x", F32)))
     assert "nested deeper than 64 levels" in message or "nested too deeply" in message \
         or "depth limit exceeded" in message, message
+
+
+def test_the_duplicate_key_check_never_runs_the_stdlib_parser(monkeypatch):
+    """A '":' inside a string makes the cheap token count disagree; the exact check is then one
+    linear scan (native or its Python twin), not the recursive stdlib parser on the event loop."""
+    import json as stdlib_json
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the stdlib parser ran")
+
+    monkeypatch.setattr(stdlib_json, "loads", refuse)
+    keys = ",".join(f'"k{i}": 1' for i in range(2000))
+    body = f'{{"instances": [[1, 2]], "parameters": {{{keys}, "s": "\\":", "k7": 2}}}}'.encode()
+    assert error(body, sig(TensorSpec("x", F32, (-1, 2)))) == "invalid JSON: duplicate key 'k7' in an object"
+    request, _ = decode(body.replace(b'"k7": 2', b'"k7x": 2'), sig(TensorSpec("x", F32, (-1, 2))))
+    assert request.parameters["s"] == '":'
+
+
+def test_nan_tokens_with_deep_nesting_are_a_400_before_the_stdlib_parser():
+    body = b'{"instances": [[NaN, 1]], "p": ' + b"[" * 600 + b"]" * 600 + b"}"
+    assert error(body, sig(TensorSpec("x", F32, (-1, 2)))) == "invalid JSON: nested deeper than 512 levels"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=4),
+    lambda children: st.lists(children, max_size=4) | st.lists(
+        st.tuples(st.sampled_from(["a", "b", "\\u0061", 'q"', "\\\\", "é"]), children), max_size=4),
+    max_leaves=30)
+
+
+def _json_text(value) -> str:
+    """JSON text that may repeat keys (a list of pairs is an object)."""
+    import json as stdlib_json
+
+    if isinstance(value, list) and value and all(isinstance(v, tuple) for v in value):
+        return "{" + ",".join(f'"{k.replace(chr(34), chr(92) + chr(34))}": {_json_text(v)}' for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_json_text(v) for v in value) + "]"
+    return stdlib_json.dumps(value)
+
+
+@pytest.mark.skipif(native is None, reason="needs the compiled extension (pip install -e .)")
+@settings(max_examples=1500, deadline=None)
+@given(_json_values)
+def test_the_native_key_scan_agrees_with_its_python_twin(value):
+    import json as stdlib_json
+
+    from hyperserve.server.codecs.json_scan import scan_json_py
+
+    body = _json_text(value).encode()
+    assert native.scan_json(body) == scan_json_py(body)
+    pairs_seen = []
+
+    def pairs(items):
+        keys = [k for k, _ in items]
+        pairs_seen.append(len(keys) != len(set(keys)))
+        return dict(items)
+
+    stdlib_json.loads(body, object_pairs_hook=pairs)
+    assert (native.scan_json(body)[0] is not None) == any(pairs_seen)

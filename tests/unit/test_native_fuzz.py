@@ -1,4 +1,4 @@
-"""The native parsers (instances, base64, whole HTTP requests) under libFuzzer with AddressSanitizer
+"""The native parsers (instances, base64, whole HTTP requests, the JSON key scan) under libFuzzer with AddressSanitizer
 and UBSan, for a bounded time.
 
 Needs clang-14 and libclang-rt-14-dev (scripts/test.sh installs them); any crash, sanitizer
@@ -27,4 +27,4 @@ def test_native_parsers_survive_fuzzing():
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
     assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
-    assert log.count("Done ") == 3  # one per target: instances, base64, http_request
+    assert log.count("Done ") == 4  # one per target: instances, base64, http_request, json_scan
