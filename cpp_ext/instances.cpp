@@ -52,9 +52,15 @@ inline const char* digit_run(const char* p, const char* end, uint64_t& mantissa,
 
 class Parser {
  public:
-  Parser(const char* data, size_t size, InstancesResult& out, bool b64 = false)
-      : begin_(data), p_(data), end_(data + size), out_(out), b64_(b64) {
-    if (!b64) out_.doubles.reserve(size / 4);  // at most one number per two bytes; most use 4 or more
+  // keep_doubles / keep_ints: which conversions the target needs (an integer target never uses
+  // the doubles, a float target never the ints); each costs 8 bytes a number.
+  Parser(const char* data, size_t size, InstancesResult& out, bool b64 = false, bool keep_doubles = true,
+         bool keep_ints = true)
+      : begin_(data), p_(data), end_(data + size), out_(out), b64_(b64), keep_doubles_(keep_doubles),
+        keep_ints_(keep_ints) {
+    // At most one number per two bytes; most use 4 or more. Pages never written cost no memory.
+    if (!b64 && keep_doubles) out_.doubles.reserve(size / 4);
+    if (!b64 && keep_ints) out_.ints.reserve(size / 4);
   }
 
   void document() {
@@ -101,6 +107,8 @@ class Parser {
   const char* end_;
   InstancesResult& out_;
   bool b64_;
+  bool keep_doubles_;
+  bool keep_ints_;
   int leaf_depth_ = -1;
 
   void b64_array() {
@@ -294,8 +302,9 @@ class Parser {
     if (!is_float) {
       if (int_digits > 16 || mantissa > static_cast<uint64_t>(kExactInt)) throw Decline{};  // may exceed 2^53
       int64_t value = negative ? -static_cast<int64_t>(mantissa) : static_cast<int64_t>(mantissa);
-      out_.doubles.push_back(static_cast<double>(value));
-      if (!out_.any_float) out_.ints.push_back(value);
+      ++out_.count;
+      if (keep_doubles_) out_.doubles.push_back(static_cast<double>(value));
+      if (keep_ints_ && !out_.any_float) out_.ints.push_back(value);
       return;
     }
     double value;
@@ -314,7 +323,9 @@ class Parser {
       out_.any_float = true;
       out_.ints.clear();
       out_.ints.shrink_to_fit();
+      if (!keep_doubles_) throw Decline{};  // a fraction for an integer target: the Python path names it
     }
+    ++out_.count;
     out_.doubles.push_back(value);
   }
 };
@@ -324,24 +335,31 @@ class Parser {
 InstancesResult parse_instances(const char* data, size_t size, Target target,
                                 const std::vector<int64_t>& inner_shape, bool has_inner_shape) {
   InstancesResult out;
+  bool int_target = target == Target::Int64 || target == Target::Int32;
+  bool float_target = target == Target::Float32 || target == Target::Float64;
   try {
-    Parser(data, size, out).document();
+    Parser(data, size, out, /*b64=*/false, /*keep_doubles=*/!int_target, /*keep_ints=*/!float_target).document();
   } catch (const Decline&) {
     return InstancesResult{};
   }
   if (out.shape.empty() || out.shape[0] <= 0) return InstancesResult{};
   for (int64_t d : out.shape)
     if (d < 0) return InstancesResult{};
-  if (out.doubles.empty()) return InstancesResult{};
+  if (out.count == 0) return InstancesResult{};
   if ((target == Target::Int64 || target == Target::Int32) && out.any_float) return InstancesResult{};
   if (target == Target::Int32) {
     for (int64_t v : out.ints)
       if (v < INT32_MIN || v > INT32_MAX) return InstancesResult{};
   }
+  // A regular array of numbers in a shape the signature does not take: accepted, flagged, so
+  // that the caller answers the Python path's error without building the values as objects.
   if (has_inner_shape) {
-    if (inner_shape.size() + 1 != out.shape.size()) return InstancesResult{};
-    for (size_t i = 0; i < inner_shape.size(); ++i)
-      if (inner_shape[i] != -1 && inner_shape[i] != out.shape[i + 1]) return InstancesResult{};
+    if (inner_shape.size() + 1 != out.shape.size()) {
+      out.shape_mismatch = true;
+    } else {
+      for (size_t i = 0; i < inner_shape.size(); ++i)
+        if (inner_shape[i] != -1 && inner_shape[i] != out.shape[i + 1]) out.shape_mismatch = true;
+    }
   }
   out.accepted = true;
   return out;

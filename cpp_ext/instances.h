@@ -2,9 +2,10 @@
 //
 // It only *accepts*: numbers in regular nested arrays, a top-level object, ASCII-only text, no
 // duplicate "instances". Anything else (booleans, nulls, strings among the numbers, ragged
-// arrays, escapes in keys, non-ASCII bytes, integers beyond ±2^53, a shape the signature does
-// not take) makes it decline, and the caller runs the pure-Python path, which then produces the
-// result or the error. So both paths agree by construction on everything this one accepts.
+// arrays, escapes in keys, non-ASCII bytes, integers beyond ±2^53) makes it decline, and the
+// caller runs the pure-Python path, which then produces the result or the error. So both paths
+// agree by construction on everything this one accepts. A shape the signature does not take is
+// accepted and flagged: the caller answers the error the Python path would, from the shape.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -19,9 +20,11 @@ enum class Target { Infer = 0, Float32 = 1, Float64 = 2, Int64 = 3, Int32 = 4 };
 struct InstancesResult {
   bool accepted = false;
   bool any_float = false;             // some number had a fraction or exponent
+  bool shape_mismatch = false;        // accepted, but not in the signature's per-instance shape
+  size_t count = 0;                   // numbers read
   std::vector<int64_t> shape;         // batch first
-  std::vector<double> doubles;        // every number, as a double
-  std::vector<int64_t> ints;          // every number, while all are integers
+  std::vector<double> doubles;        // every number, as a double (not kept for an integer target)
+  std::vector<int64_t> ints;          // every number, while all are integers (not for a float target)
   std::vector<std::pair<std::string, std::pair<size_t, size_t>>> other_keys;  // key → value span
   std::vector<std::pair<size_t, size_t>> b64_spans;  // parse_b64_instances: each instance's base64 text
 };

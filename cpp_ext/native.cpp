@@ -4,8 +4,11 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "base64.h"
 #include "http_request.h"
@@ -105,7 +108,37 @@ nb::object numpy_filled(const std::vector<Src>& values, const std::vector<int64_
   return array;
 }
 
-// Returns (array, {key: (start, end)} of the other top-level keys), or None to decline.
+// Above this many numbers a decoded array keeps the parser's buffer instead of a copy: the peak
+// memory of a large body is then its numbers once, not twice.
+constexpr size_t kAdoptNumbers = 64 * 1024;
+
+// The vector's buffer as a numpy array of T (T no wider than Src, converted in place front to
+// back, which never overwrites a value not yet read); the array owns the vector.
+template <typename T, typename Src>
+nb::object numpy_adopted(std::vector<Src>&& values, const std::vector<int64_t>& shape) {
+  static_assert(sizeof(T) <= sizeof(Src));
+  auto* owned = new std::vector<Src>(std::move(values));
+  T* out = reinterpret_cast<T*>(owned->data());
+  if constexpr (!std::is_same_v<T, Src>) {
+    const Src* in = owned->data();
+    for (size_t i = 0; i < owned->size(); ++i) {
+      Src v = in[i];
+      out[i] = static_cast<T>(v);
+    }
+  }
+  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<Src>*>(p); });
+  std::vector<size_t> dims(shape.begin(), shape.end());
+  return nb::ndarray<nb::numpy, T>(out, dims.size(), dims.data(), owner).cast();
+}
+
+template <typename T, typename Src>
+nb::object numpy_array(std::vector<Src>& values, const std::vector<int64_t>& shape) {
+  if (values.size() >= kAdoptNumbers) return numpy_adopted<T>(std::move(values), shape);
+  return numpy_filled<T>(values, shape);
+}
+
+// Returns (array, {key: (start, end)} of the other top-level keys), or None to decline; or, for
+// regular numbers in a shape the signature does not take, (shape, spans, True).
 nb::object decode_instances(nb::handle body_obj, int target_code, nb::object inner_shape_obj) {
   BufferGuard guard;
   Input body = as_input(body_obj, guard.view);
@@ -125,27 +158,32 @@ nb::object decode_instances(nb::handle body_obj, int target_code, nb::object inn
     }
   }
   if (!parsed.accepted) return nb::none();
+  nb::dict spans;
+  for (auto& [key, span] : parsed.other_keys) spans[nb::str(key.c_str())] = nb::make_tuple(span.first, span.second);
+  if (parsed.shape_mismatch) {
+    nb::list dims;
+    for (int64_t d : parsed.shape) dims.append(d);
+    return nb::make_tuple(nb::tuple(dims), spans, true);
+  }
   nb::object array;
   switch (target) {
     case hyperserve::Target::Float32:
-      array = numpy_filled<float>(parsed.doubles, parsed.shape);
+      array = numpy_array<float>(parsed.doubles, parsed.shape);
       break;
     case hyperserve::Target::Float64:
-      array = numpy_filled<double>(parsed.doubles, parsed.shape);
+      array = numpy_array<double>(parsed.doubles, parsed.shape);
       break;
     case hyperserve::Target::Int64:
-      array = numpy_filled<int64_t>(parsed.ints, parsed.shape);
+      array = numpy_array<int64_t>(parsed.ints, parsed.shape);
       break;
     case hyperserve::Target::Int32:
-      array = numpy_filled<int32_t>(parsed.ints, parsed.shape);
+      array = numpy_array<int32_t>(parsed.ints, parsed.shape);
       break;
     case hyperserve::Target::Infer:
-      array = parsed.any_float ? numpy_filled<double>(parsed.doubles, parsed.shape)
-                               : numpy_filled<int64_t>(parsed.ints, parsed.shape);
+      array = parsed.any_float ? numpy_array<double>(parsed.doubles, parsed.shape)
+                               : numpy_array<int64_t>(parsed.ints, parsed.shape);
       break;
   }
-  nb::dict spans;
-  for (auto& [key, span] : parsed.other_keys) spans[nb::str(key.c_str())] = nb::make_tuple(span.first, span.second);
   return nb::make_tuple(array, spans);
 }
 
@@ -231,6 +269,24 @@ nb::object scan_json(nb::handle body_obj) {
   return nb::make_tuple(key, scanned.depth);
 }
 
+// A new bytes object of ``size`` bytes, for the transport to fill chunk by chunk with write_into
+// while no one else holds it: a large body is then held once, not as chunks plus their join.
+nb::object bytes_of_size(size_t size) {
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(size));
+  if (!out) throw nb::python_error();
+  return nb::steal(out);
+}
+
+void write_into(nb::handle target, size_t offset, nb::handle chunk_obj) {
+  if (!PyBytes_CheckExact(target.ptr()) || Py_REFCNT(target.ptr()) > 3)
+    throw nb::value_error("write_into takes a bytes object from bytes_of_size that nothing else holds");
+  BufferGuard guard;
+  Input chunk = as_input(chunk_obj, guard.view);
+  size_t size = static_cast<size_t>(PyBytes_GET_SIZE(target.ptr()));
+  if (offset > size || chunk.size > size - offset) throw nb::value_error("write_into: the chunk does not fit");
+  std::memcpy(PyBytes_AS_STRING(target.ptr()) + offset, chunk.data, chunk.size);
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
@@ -250,6 +306,9 @@ NB_MODULE(_native, m) {
   m.def("scan_json", &scan_json, nb::arg("body"),
         "One pass over JSON orjson accepted: (the first key repeated in an object or None, nesting depth), "
         "or None when it is not well-formed.");
+  m.def("bytes_of_size", &bytes_of_size, nb::arg("size"), "A new bytes object of size bytes, to fill with write_into.");
+  m.def("write_into", &write_into, nb::arg("target"), nb::arg("offset"), nb::arg("chunk"),
+        "Copy chunk into target (a bytes object from bytes_of_size that nothing else holds) at offset.");
   m.def("b64decoded_length", &b64decoded_length, nb::arg("data"),
         "Length the data decodes to; raises ValueError on a bad length or padding.");
 }

@@ -20,6 +20,7 @@ class HandlerConfig:
     method: str = "predict"  # scikit-learn: which estimator method answers predict
     trust_model_code: bool = False  # PyTorch: eager models and pickled modules run the artifact's code
     install_requirements: bool = False  # TorchServe archives: pip install their requirementsFile
+    max_archive_bytes: int = 32 * 1024**3  # the most a model archive may unpack to
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -29,6 +29,12 @@ class InvalidInput(ServingError):
     status = 400
 
 
+class TooLarge(ServingError):
+    """The request is larger than the server takes, or would decode into more than it allows (413)."""
+
+    status = 413
+
+
 class NotFound(ServingError):
     status = 404
 

@@ -92,7 +92,8 @@ def build(args: argparse.Namespace) -> tuple[Router, DataPlane, Limits]:
                                        inter_op_threads=spec.option(args, "inter_op_threads"),
                                        method=spec.option(args, "method"),
                                        trust_model_code=spec.option(args, "trust_model_code"),
-                                       install_requirements=spec.option(args, "install_requirements"))
+                                       install_requirements=spec.option(args, "install_requirements"),
+                                       max_archive_bytes=args.max_archive_bytes)
         models.append(DeployedModel(
             spec.name, spec.uri, version=spec.version, framework=framework,
             handler_config=handler_config, cache_dir=Path(args.cache_dir),

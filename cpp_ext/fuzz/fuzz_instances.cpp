@@ -36,10 +36,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (d <= 0) abort();
     count *= static_cast<size_t>(d);
   }
-  if (count != result.doubles.size()) abort();
-  if (!result.any_float && result.ints.size() != count) abort();
-  if ((target == hyperserve::Target::Int64 || target == hyperserve::Target::Int32) && result.any_float) abort();
-  if (has_inner && inner.size() + 1 != result.shape.size()) abort();
+  bool int_target = target == hyperserve::Target::Int64 || target == hyperserve::Target::Int32;
+  bool float_target = target == hyperserve::Target::Float32 || target == hyperserve::Target::Float64;
+  if (count != result.count) abort();
+  if (!int_target && count != result.doubles.size()) abort();
+  if (!float_target && !result.any_float && result.ints.size() != count) abort();
+  if (int_target && result.any_float) abort();
+  bool mismatch = has_inner && inner.size() + 1 != result.shape.size();
+  for (size_t i = 0; has_inner && !mismatch && i < inner.size(); ++i)
+    mismatch = inner[i] != -1 && inner[i] != result.shape[i + 1];
+  if (mismatch != result.shape_mismatch) abort();
   for (auto& kv : result.other_keys) {
     if (kv.second.first > kv.second.second || kv.second.second > body_size) abort();
   }

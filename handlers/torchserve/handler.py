@@ -114,6 +114,7 @@ class TorchServeHandler(Handler):
     name = "torchserve"
     capabilities = Capabilities(thread_safe=False, releases_gil=False, inputs=Inputs.ROWS)
     artifact_suffixes = archive.ARCHIVE_SUFFIXES
+    model_dir: Path | None = None
 
     @classmethod
     def find_artifact(cls, model_path: Path) -> Path | None:
@@ -122,8 +123,19 @@ class TorchServeHandler(Handler):
         return super().find_artifact(model_path)
 
     def load(self, artifact: Path, config: HandlerConfig) -> None:
-        model_dir = artifact if artifact.is_dir() else archive.extract(artifact)
+        model_dir = artifact if artifact.is_dir() else archive.extract(artifact, max_bytes=config.max_archive_bytes)
         self.model_dir = model_dir
+        try:
+            self._load(model_dir, config)
+        except BaseException:
+            archive.remove_extracted(model_dir)  # a refused archive leaves nothing behind
+            raise
+
+    def close(self) -> None:
+        if self.model_dir is not None:
+            archive.remove_extracted(self.model_dir)
+
+    def _load(self, model_dir: Path, config: HandlerConfig) -> None:
         self.manifest = archive.read_manifest(model_dir)
         model = self.manifest["model"]
         self.yaml_config = archive.read_yaml_config(model_dir, self.manifest)

@@ -314,14 +314,13 @@ def _fill(arr: np.ndarray, values: list):
 
 
 def _check_shape(arr: np.ndarray, spec: TensorSpec, path: str):
+    check_dims(arr.shape, spec, path)
+
+
+def check_dims(shape: tuple[int, ...], spec: TensorSpec, path: str):
+    """An InvalidInput unless a batch of ``shape`` fits the spec's per-instance shape."""
     want = spec.shape
-    if len(want) != arr.ndim:
-        inner = list(want[1:])
+    if len(want) != len(shape) or any(w != -1 and w != g for w, g in zip(want[1:], shape[1:])):
         raise InvalidInput(
-            f"{path}: input '{spec.name}' expects each instance to have shape {inner}, "
-            f"got {list(arr.shape[1:])}")
-    for axis in range(1, arr.ndim):
-        if want[axis] != -1 and want[axis] != arr.shape[axis]:
-            raise InvalidInput(
-                f"{path}: input '{spec.name}' expects each instance to have shape {list(want[1:])}, "
-                f"got {list(arr.shape[1:])}")
+            f"{path}: input '{spec.name}' expects each instance to have shape {list(want[1:])}, "
+            f"got {list(shape[1:])}")

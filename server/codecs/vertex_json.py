@@ -18,11 +18,11 @@ from typing import Any, Callable
 import numpy as np
 import orjson
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, TooLarge
 from ..native import native
 from ..types import InferRequest, InferResponse, Signature, TensorSpec, one_tensor_key
 from .json_scan import scan_json
-from .tensors import json_type, scalar_array, to_array
+from .tensors import check_dims, json_type, scalar_array, to_array
 
 ROW, COLUMNAR = "row", "columnar"
 _COLUMN_PATH = re.compile(r"^instances\[\*\]\.([^\[:]+)\[(\d+)\]")
@@ -41,7 +41,10 @@ class PredictBody:
 def parse_json(body: bytes | memoryview) -> Any:
     """orjson; TF Serving also takes the bare tokens NaN, Infinity, -Infinity and numbers too large
     for a double (they become ±inf), which orjson refuses: only then does the stdlib parser retry.
-    A duplicate key in any object is refused (orjson would keep the last one silently)."""
+    A duplicate key in any object is refused (orjson would keep the last one silently), and so is a
+    large body that would decode into far more memory than its own size."""
+    if len(body) > OBJECTS_FREE_BYTES:
+        _check_object_budget(body)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
@@ -57,6 +60,31 @@ def parse_json(body: bytes | memoryview) -> Any:
     if type(doc) is dict or type(doc) is list:
         _check_unique_keys(body, doc)
     return doc
+
+
+# Parsed with orjson, every JSON value becomes a Python object: about 32 bytes for a number (the
+# float and its slot in a list) that may take 2 bytes of text. A body past the first MiB whose
+# values would take more than OBJECTS_MAX_RATIO times its size is refused before it is parsed;
+# the native decoder, binary tensors (OIP's binary extension, application/x-npy) and gRPC build
+# arrays without these objects.
+OBJECTS_FREE_BYTES = 1024 * 1024
+OBJECTS_MAX_RATIO = 3
+_BYTES_PER_VALUE = 32
+_COUNT_WINDOW = 1024 * 1024
+
+
+def _check_object_budget(body: bytes | memoryview) -> None:
+    data = np.frombuffer(body, dtype=np.uint8)
+    values = 1
+    for start in range(0, len(data), _COUNT_WINDOW):  # windows: no temporary the size of the body
+        window = data[start:start + _COUNT_WINDOW]
+        values += int(np.count_nonzero((window == 44) | (window == 91) | (window == 123)))  # , [ {
+    estimate = values * _BYTES_PER_VALUE
+    if estimate > OBJECTS_MAX_RATIO * len(body):
+        raise TooLarge(f"a JSON body of {len(body)} bytes holding about {values} values would decode into about "
+                       f"{estimate >> 20} MiB of objects, more than {OBJECTS_MAX_RATIO} times its size; send "
+                       "fewer instances per request, or the tensors in binary (the v2 binary extension, "
+                       "application/x-npy, or gRPC)")
 
 
 _CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -189,6 +217,8 @@ def decode_predict_request(body: bytes | memoryview, signature: Signature,
         decoded = native.decode_instances(body, plan[1], plan[2])
     if decoded is None:
         return decode_predict_request_py(body, signature, by_name)
+    if len(decoded) == 3:  # regular numbers, in a shape the signature does not take
+        return _wrong_shape(body, signature, by_name, spec, *decoded)
     array, spans = decoded
     if not spans:  # {"instances": [...]} alone, the usual body: nothing else to check
         request = InferRequest({spec.name: array}, array.shape[0])  # positional: cheaper per request
@@ -212,6 +242,25 @@ def decode_predict_request(body: bytes | memoryview, signature: Signature,
 
 
 _PLACEHOLDER = [None]  # stands in for the instances the native path already decoded
+
+
+def _wrong_shape(body, signature: Signature, by_name: SignatureByName | None, spec: TensorSpec,
+                 shape: tuple[int, ...], spans: dict, _flag) -> tuple[InferRequest, str]:
+    """The Python path's answer for numbers in the wrong shape (the error check_dims names), when
+    the rest of the body would not be refused first; built from the shape alone, so that a large
+    body's numbers never become Python objects."""
+    if "inputs" in spans:
+        return decode_predict_request_py(body, signature, by_name)
+    try:
+        doc = {key: parse_json(body[start:end]) for key, (start, end) in spans.items()}
+    except InvalidInput:
+        return decode_predict_request_py(body, signature, by_name)
+    doc["instances"] = _PLACEHOLDER
+    parsed = envelope(doc)
+    if by_name is not None and parsed.signature_name is not None and by_name(parsed.signature_name) != signature:
+        return decode_predict_request_py(body, signature, by_name)
+    check_dims(shape, spec, "instances")
+    raise AssertionError(f"the native decoder flagged shape {shape} that {spec} takes")
 
 
 def _decode_b64_instances(body: bytes | memoryview):

@@ -42,6 +42,9 @@ _PHASE_TIMEOUT = {
 }
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A body at least this large (by its Content-Length) is written into one bytes object as it
+# arrives, instead of kept as chunks and joined: its peak is then once its size, not twice.
+_FILL_IN_PLACE_BYTES = 1024 * 1024
 _FRAMING_HEADERS = frozenset(("content-length", "transfer-encoding", "expect"))
 
 
@@ -180,6 +183,8 @@ class HttpProtocol(asyncio.Protocol):
         self._has_length = self._has_chunked = False
         self._body: list[bytes] = []
         self._body_size = 0
+        self._length = -1  # the Content-Length, when given
+        self._body_target: bytes | None = None  # a large body, filled in place as it arrives
         self._expect_continue = False
 
     def on_message_begin(self):
@@ -223,6 +228,7 @@ class HttpProtocol(asyncio.Protocol):
             if length > self.limits.max_body_bytes:
                 raise _ProtocolError(
                     413, f"request body of {length} bytes exceeds the limit of {self.limits.max_body_bytes}")
+            self._length = length
         elif key == "transfer-encoding":
             self._has_chunked = True
         elif key == "expect" and text.lower() == "100-continue":
@@ -234,15 +240,21 @@ class HttpProtocol(asyncio.Protocol):
                 self._headers[key] = ", ".join(values)
         if self._has_length and self._has_chunked:
             raise _ProtocolError(400, "both Content-Length and Transfer-Encoding are present")
+        if self._length >= _FILL_IN_PLACE_BYTES and native is not None:
+            self._body_target = native.bytes_of_size(self._length)
         self._set_phase(BODY)
         if self._expect_continue and not self._in_app and not self._pipeline and self.transport:
             self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes):
+        offset = self._body_size
         self._body_size += len(body)
         if self._body_size > self.limits.max_body_bytes:
             raise _ProtocolError(413, f"request body exceeds the limit of {self.limits.max_body_bytes} bytes")
-        self._body.append(body)
+        if self._body_target is not None:
+            native.write_into(self._body_target, offset, body)
+        else:
+            self._body.append(body)
 
     def on_message_complete(self):
         self._between_messages = True
@@ -255,8 +267,11 @@ class HttpProtocol(asyncio.Protocol):
             path, query = _split_target(url)
         bodies = self._body
         parser = self.parser
-        request = Request(parser.get_method().decode("ascii"), path, query, self._headers,
-                          bodies[0] if len(bodies) == 1 else b"".join(bodies),
+        if self._body_target is not None:
+            body = self._body_target
+        else:
+            body = bodies[0] if len(bodies) == 1 else b"".join(bodies)
+        request = Request(parser.get_method().decode("ascii"), path, query, self._headers, body,
                           parser.get_http_version(), parser.should_keep_alive())
         self._reset_message()
         self._on_request(request)
@@ -409,7 +424,7 @@ class HttpProtocol(asyncio.Protocol):
             self._run_pipeline()
 
     def _partial_message(self) -> bool:
-        return bool(self._url or self._headers or self._body)
+        return bool(self._url or self._headers or self._body or self._body_size)
 
 
     def _update_reading(self):

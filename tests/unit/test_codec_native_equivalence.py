@@ -198,3 +198,29 @@ def test_an_error_in_another_key_is_named_where_it_is_in_the_whole_body():
     assert outcome(vertex_json.decode_predict_request, body, signature) == outcome(
         vertex_json.decode_predict_request_py, body, signature)
     assert "char 26" in outcome(vertex_json.decode_predict_request, body, signature)[1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_arrays_keep_the_parsers_buffer_and_agree(dtype):
+    """Past 64K numbers the array adopts the parser's buffer (converted in place for 32-bit
+    targets) instead of a copy; the values are the Python path's, bit for bit."""
+    rng = np.random.default_rng(1)
+    values = rng.integers(-1000, 1000, (20_000, 4)) if dtype is None or dtype.kind == "i" \
+        else rng.random((20_000, 4)).round(5)
+    body = json.dumps({"instances": values.tolist()}).encode()
+    signature = Signature((TensorSpec("x", dtype, (-1, 4)),), (TensorSpec("y"),))
+    assert outcome(vertex_json.decode_predict_request, body, signature) == outcome(
+        vertex_json.decode_predict_request_py, body, signature)
+    fast = vertex_json.decode_predict_request(body, signature)[0].inputs["x"]
+    assert fast.flags.c_contiguous and fast.flags.writeable
+
+
+def test_numbers_in_the_wrong_shape_are_refused_without_the_python_path(monkeypatch):
+    """A regular array of numbers that the signature's shape does not take gets the Python path's
+    400, built from the native parser's shape: a 50 MB body never becomes Python floats."""
+    body = json.dumps({"instances": [1.5] * 100_000, "parameters": {"a": 1}}).encode()
+    signature = Signature((TensorSpec("x", np.dtype(np.float32), (-1, 4)),), (TensorSpec("y"),))
+    expected = outcome(vertex_json.decode_predict_request_py, body, signature)
+    assert expected == ("error", "instances: input 'x' expects each instance to have shape [4], got []")
+    monkeypatch.setattr(vertex_json, "decode_predict_request_py", lambda *a: pytest.fail("the Python path ran"))
+    assert outcome(vertex_json.decode_predict_request, body, signature) == expected

@@ -167,3 +167,60 @@ def test_outputs_are_encoded_as_torchserve_does():
     with pytest.raises(TypeError, match="cannot be sent as JSON"):
         codec.encode_item(object())
     assert codec.predictions_body([np.float32(1.5), b"\xff", "s"]) == b'{"predictions":[1.5,{"b64":"/w=="},"s"]}'
+
+
+def _zip_bomb(path, size: int):
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("MAR-INF/MANIFEST.json", MANIFEST)
+        with zf.open("m.pt", "w") as out:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(size >> 20):
+                out.write(chunk)
+    return path
+
+
+def _tar_bomb(path, size: int):
+    import gzip
+    import os
+
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as gz:
+        info = tarfile.TarInfo("m.pt")
+        info.size = size
+        gz.write(info.tobuf())
+        chunk = b"\0" * (1 << 20)
+        for _ in range(size >> 20):
+            gz.write(chunk)
+        gz.write(b"\0" * (-size % 512 + 1024))
+    assert os.path.getsize(path) < size // 100
+    return path
+
+
+@pytest.mark.parametrize("make", [_zip_bomb, _tar_bomb], ids=["zip", "tar.gz"])
+def test_a_decompression_bomb_is_refused_and_leaves_nothing(tmp_path, make, monkeypatch):
+    """A small archive unpacking to hundreds of times its size (here 200 MB from a few hundred KB)
+    is refused while unpacking, and its temporary directory is removed."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    bomb = make(tmp_path / "bomb.mar", 200 << 20)
+    with pytest.raises(archive.UnsafeArchive, match="times its size .* like a decompression bomb"):
+        archive.extract(bomb)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_the_unpacked_size_limit_is_refused_by_bytes_written(tmp_path):
+    """--max-archive-bytes counts what is written, whatever the headers declare."""
+    plain = make_zip(tmp_path / "big.mar", {"MAR-INF/MANIFEST.json": MANIFEST, "m.pt": b"x" * 5000})
+    with pytest.raises(archive.UnsafeArchive, match=r"more than 4096 bytes \(--max-archive-bytes\)"):
+        archive.extract(plain, tmp_path / "out", max_bytes=4096)
+    assert list((tmp_path / "out").iterdir()) == []
+    assert archive.extract(plain, tmp_path / "ok", max_bytes=1 << 20) == tmp_path / "ok"
+
+
+def test_an_extraction_is_removed_when_the_model_is_done_with_it(tmp_path):
+    good = make_zip(tmp_path / "m.mar", {"MAR-INF/MANIFEST.json": MANIFEST, "m.pt": b"x"})
+    model_dir = archive.extract(good)
+    assert (model_dir / "m.pt").is_file()
+    archive.remove_extracted(model_dir)
+    assert not model_dir.exists()
