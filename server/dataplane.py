@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import threading
+from collections import Counter
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ def request_timeout(headers: dict[str, str], parameters: dict[str, Any], default
         return default
     try:
         seconds = float(value)
+    except OverflowError:  # an integer past the double range: as TF Serving reads numbers, ±inf
+        seconds = math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
         raise InvalidInput(f"timeout must be a number of seconds, got {value!r}") from None
     if not seconds > 0:
@@ -66,7 +70,11 @@ class DataPlane:
         self.server_version = server_version
         self.draining = False
         self.cluster_ready: Callable[[], bool] | None = None  # with worker processes: are all ready?
+        # One codec thread: a second would only compete with the loop for the GIL.
         self.codec_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec")
+        # Answers by error status, over every protocol (the transports count them): a client's
+        # mistake is a count here, not a traceback in the log.
+        self.error_answers: Counter[int] = Counter()
 
     # -- health ------------------------------------------------------------------------------
 

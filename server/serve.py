@@ -163,7 +163,7 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
     models = plane.models
     if slots is not None:
         plane.cluster_ready = slots.all_ready
-    server = HttpServer(router, limits, loop)
+    server = HttpServer(router, limits, loop, plane.error_answers)
     try:
         if not reuse_port:  # a supervisor checked and holds the ports of its workers
             refuse_if_served(args.host, args.port, "HTTP")

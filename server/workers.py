@@ -83,7 +83,7 @@ async def _prepare(args, router, plane, limits) -> int | None:
 
     loop = asyncio.get_running_loop()
     models = plane.models
-    server = HttpServer(router, limits, loop)
+    server = HttpServer(router, limits, loop, plane.error_answers)
     port = await server.start(args.host, args.port, reuse_port=True)
     log.info("listening on %s:%d (health %s, predict %s); preparing %d workers", args.host, port,
              args.health_route, args.predict_route, args.workers_resolved)

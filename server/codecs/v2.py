@@ -21,6 +21,7 @@ import orjson
 
 from ..errors import InvalidInput
 from ..types import InferRequest, InferResponse, Signature, TensorSpec
+from .tensors import json_type
 from .vertex_json import parse_json
 
 DATATYPES: dict[str, np.dtype] = {
@@ -74,9 +75,19 @@ def _fail(message: str) -> InvalidInput:
     return InvalidInput(message)
 
 
+def _shown(value: Any) -> str:
+    """A client's value as an error message quotes it: short, and never an error of its own (orjson
+    refuses integers past 64 bits and nesting past 255 levels)."""
+    try:
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json_type(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if type(value) is not list or not all(type(d) is int and d >= 0 for d in value):
-        raise _fail(f"{where}: 'shape' must be a list of non-negative integers, got {orjson.dumps(value).decode()}")
+        raise _fail(f"{where}: 'shape' must be a list of non-negative integers, got {_shown(value)}")
     return tuple(value)
 
 
@@ -242,11 +253,16 @@ def protocol_parameters(parameters: Any, where: str = "parameters") -> tuple[dic
         micros = model_parameters["timeout"]
         if type(micros) not in (int, float) or micros <= 0:
             raise _fail(f"'timeout' must be a positive number of microseconds, got {micros!r}")
-        model_parameters["timeout"] = micros / 1e6
+        try:
+            model_parameters["timeout"] = micros / 1e6
+        except OverflowError:  # more microseconds than a double holds: no limit of its own
+            model_parameters["timeout"] = math.inf
     return model_parameters, binary
 
 
 def requested_outputs(doc_outputs: Any, binary_default: bool, request_id: Any) -> RequestedOutputs:
+    if request_id is not None and type(request_id) is not str:
+        raise _fail(f"'id' must be a string, got {json_type(request_id)}")
     wanted = RequestedOutputs(id=None if request_id is None else str(request_id), binary_default=binary_default)
     if doc_outputs is None:
         return wanted

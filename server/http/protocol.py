@@ -383,6 +383,8 @@ class HttpProtocol(asyncio.Protocol):
             # The usual keep-alive answer: nothing queued, to resume or to close, and no partial
             # next request; what _write and the lines below do, without their branches.
             transport.write(plain_head(response.status, response.content_type, len(body)) + body)
+            if response.status >= 400:
+                self.server.error_answers[response.status] += 1
             self._set_phase(IDLE)
             return
         self._write(response, request)
@@ -405,6 +407,8 @@ class HttpProtocol(asyncio.Protocol):
             self._closing = True
             connection = b"close"
         body = response.body
+        if response.status >= 400:
+            self.server.error_answers[response.status] += 1
         if request is not None and request.method == "HEAD":
             transport.write(response.encode_head(head_only_length=len(body), connection=connection))
         elif len(body) > 65536:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,8 +30,10 @@ App = Callable[[Request], "Response | asyncio.Future[Response]"]
 
 
 class HttpServer:
-    def __init__(self, app: App, limits: Limits | None = None, loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(self, app: App, limits: Limits | None = None, loop: asyncio.AbstractEventLoop | None = None,
+                 error_answers: Counter | None = None):
         self.app = app
+        self.error_answers = error_answers if error_answers is not None else Counter()  # status → answers
         self.limits = limits or Limits()
         self.loop = loop or asyncio.get_event_loop()
         self.connections: set[HttpProtocol] = set()

@@ -1,7 +1,10 @@
-"""hyperserve's own routes: GET /live (200 while the process runs: the liveness probe) and
-GET /v1/models/{m}[/versions/{v}]/stats (the scheduler's queue and batch sizes)."""
+"""hyperserve's own routes: GET /live (200 while the process runs: the liveness probe),
+GET /stats (this worker's answers by error status) and GET /v1/models/{m}[/versions/{v}]/stats
+(the scheduler's queue and batch sizes)."""
 
 from __future__ import annotations
+
+import os
 
 from ..errors import ServingError
 from ..http import Request, Response
@@ -27,5 +30,10 @@ def routes(context: Context) -> list[Route]:
         stats["batch_sizes"] = {str(k): v for k, v in stats.get("batch_sizes", {}).items()}
         return Response.json(stats)
 
-    return [Route("/live", ("GET",), live), Route("/v1/models/{model}/stats", ("GET",), stats),
+    def server_stats(request: Request, params: Params = NO_PARAMS) -> Response:
+        return Response.json({"worker_pid": os.getpid(),
+                              "error_answers": {str(k): v for k, v in sorted(plane.error_answers.items())}})
+
+    return [Route("/live", ("GET",), live), Route("/stats", ("GET",), server_stats),
+            Route("/v1/models/{model}/stats", ("GET",), stats),
             Route("/v1/models/{model}/versions/{version}/stats", ("GET",), stats)]

@@ -32,10 +32,11 @@ def status_code(status: int) -> grpc.StatusCode:
     return _CODES.get(status) or (grpc.StatusCode.INVALID_ARGUMENT if status < 500 else grpc.StatusCode.INTERNAL)
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: BaseException):
+async def _abort(plane: DataPlane, context: grpc.aio.ServicerContext, err: BaseException):
     if not isinstance(err, ServingError):
         log.error("unhandled error while answering a gRPC call", exc_info=err)
     status, message, _ = failure_status(err)
+    plane.error_answers[status] += 1
     await context.abort(status_code(status), message)
 
 
@@ -58,7 +59,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             return pb.ModelReadyResponse(ready=self.plane.status(self.plane.model(request.name, request.version)).ready)
         except ServingError as err:
-            await _abort(context, err)
+            await _abort(self.plane, context, err)
 
     async def ServerMetadata(self, request, context):
         return json_format.ParseDict(oip.server_metadata(self.plane), pb.ServerMetadataResponse())
@@ -67,14 +68,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             metadata = oip.model_metadata(self.plane, self.plane.model(request.name, request.version))
         except ServingError as err:
-            await _abort(context, err)
+            await _abort(self.plane, context, err)
         return json_format.ParseDict(metadata, pb.ModelMetadataResponse())
 
     async def ModelConfig(self, request, context):
         try:
             config = oip.model_config(self.plane, self.plane.model(request.name, request.version))
         except ServingError as err:
-            await _abort(context, err)
+            await _abort(self.plane, context, err)
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.ModelConfig()))
 
     async def ModelStatistics(self, request, context):
@@ -82,7 +83,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             models = [plane.model(request.name, request.version)] if request.name else list(plane.models)
         except ServingError as err:
-            await _abort(context, err)
+            await _abort(self.plane, context, err)
         stats = {"model_stats": [oip.model_statistics(plane, m) for m in models]}
         return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
 
@@ -115,4 +116,4 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response = await model.runner.infer(infer_request)
             return v2_grpc.encode_model_infer(response, wanted, model.name, model.version)
         except ServingError as err:
-            await _abort(context, err)
+            await _abort(self.plane, context, err)

@@ -8,6 +8,7 @@ split into reads. The fast path may decline anything; it may never parse differe
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -63,7 +64,7 @@ def run_connection(data: bytes, cuts: list[int], fast: bool, loop) -> tuple[list
         return Response.json({"n": len(seen), "len": len(request.body)})
 
     server = SimpleNamespace(app=app, limits=LIMITS, loop=loop, connections=set(), draining=False,
-                             phase_timeouts={phase: 1.0 for phase in _PHASE_TIMEOUT})
+                             phase_timeouts={phase: 1.0 for phase in _PHASE_TIMEOUT}, error_answers=Counter())
     protocol = HttpProtocol(server)
     if not fast:
         protocol._fast_parse = None
