@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cstring>
+#include <limits>
+#include <utility>
 
 namespace hyperserve {
 namespace {
@@ -255,7 +257,40 @@ class Parser {
 
   // Strict JSON number grammar, checked and converted in one pass: the digits build the
   // mantissa for Clinger's fast path; only numbers it cannot take go to std::from_chars.
+  // TF Serving's bare tokens, which the Python path reads with the stdlib parser: NaN, Infinity
+  // and -Infinity are floats (so an integer target declines).
+  bool special_float(bool record) {
+    static constexpr std::pair<const char*, double> kTokens[] = {
+        {"NaN", std::numeric_limits<double>::quiet_NaN()},
+        {"Infinity", std::numeric_limits<double>::infinity()},
+        {"-Infinity", -std::numeric_limits<double>::infinity()}};
+    for (const auto& [token, value] : kTokens) {
+      size_t len = std::strlen(token);
+      if (static_cast<size_t>(end_ - p_) >= len && std::memcmp(p_, token, len) == 0) {
+        p_ += len;
+        if (record) record_float(value);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void record_float(double value) {
+    if (!out_.any_float) {
+      out_.any_float = true;
+      out_.ints.clear();
+      out_.ints.shrink_to_fit();
+      if (!keep_doubles_) throw Decline{};  // a fraction for an integer target: the Python path names it
+    }
+    ++out_.count;
+    out_.doubles.push_back(value);
+  }
+
   void number(bool record) {
+    if (p_ < end_ && (*p_ == 'N' || *p_ == 'I' || (*p_ == '-' && end_ - p_ > 1 && p_[1] == 'I'))) {
+      if (special_float(record)) return;
+      throw Decline{};
+    }
     const char* start = p_;
     const char* end = end_;
     const char* p = p_;
@@ -319,14 +354,7 @@ class Parser {
       auto res = std::from_chars(start, p, value);
       if (res.ec != std::errc() || res.ptr != p) throw Decline{};  // overflow: the Python path decides
     }
-    if (!out_.any_float) {
-      out_.any_float = true;
-      out_.ints.clear();
-      out_.ints.shrink_to_fit();
-      if (!keep_doubles_) throw Decline{};  // a fraction for an integer target: the Python path names it
-    }
-    ++out_.count;
-    out_.doubles.push_back(value);
+    record_float(value);
   }
 };
 

@@ -197,6 +197,11 @@ def without_collections(work: Callable, *args) -> Any:
             gc.disable()
     try:
         return work(*args)
+    except ServingError as err:
+        # Its traceback holds the decoder's frames and the document they parsed: drop it, so that
+        # those objects are freed here, with the collector still paused, not later on the loop.
+        err.__traceback__ = err.__context__ = err.__cause__ = None
+        raise err from None
     finally:
         with _collector_lock:
             _collector_holds -= 1

@@ -27,7 +27,7 @@ from .router import Router
 log = logging.getLogger("hyperserve")
 
 APP_TIMEOUT_MARGIN_S = 5.0
-SWITCH_INTERVAL_S = 0.001  # see serve(): how soon a thread holding the GIL yields it to the loop
+SWITCH_INTERVAL_S = 0.0005  # see serve(): how soon a thread holding the GIL yields it to the loop
 
 
 def in_background(fn, loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Future:

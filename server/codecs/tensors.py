@@ -186,18 +186,29 @@ _EXPECTED = {
 }
 
 
+_NUMERIC_LEAVES = (int, float, bool)
+
+
 def _fast(value: Any, spec: TensorSpec, may_hold_bools: bool) -> np.ndarray | None:
     """numpy's conversion when it cannot have bent a rule; None sends the value to the walker.
 
     numpy turns booleans among numbers into 0/1 silently, so a typed numeric input only takes
     this path when the body cannot hold a boolean at all (``may_hold_bools`` is False).
     """
+    target = _kind(spec.dtype)
+    if target in "fiub":
+        first = value
+        for _ in range(MAX_RANK + 1):
+            if type(first) is not list or not first:
+                break
+            first = first[0]
+        if type(first) not in _NUMERIC_LEAVES:  # numpy would build a string or object array for nothing
+            return None
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
         return None
     kind = arr.dtype.kind
-    target = _kind(spec.dtype)
     if target == "?":
         return arr if kind in "fib" else None
     if may_hold_bools and target in "fiu":

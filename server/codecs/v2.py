@@ -261,7 +261,7 @@ def protocol_parameters(parameters: Any, where: str = "parameters") -> tuple[dic
 
 
 def requested_outputs(doc_outputs: Any, binary_default: bool, request_id: Any) -> RequestedOutputs:
-    if request_id is not None and type(request_id) is not str:
+    if request_id is not None and type(request_id) not in (str, int, float):  # a number is taken as its text
         raise _fail(f"'id' must be a string, got {json_type(request_id)}")
     wanted = RequestedOutputs(id=None if request_id is None else str(request_id), binary_default=binary_default)
     if doc_outputs is None:

@@ -50,8 +50,7 @@ def parse_json(body: bytes | memoryview) -> Any:
     except orjson.JSONDecodeError as err:
         raw = bytes(body)
         message = str(err)
-        if ("unexpected character" in message and (b"NaN" in raw or b"Infinity" in raw)) \
-                or "number is infinity" in message:
+        if b"NaN" in raw or b"Infinity" in raw or "number is infinity" in message:
             try:
                 return _stdlib_loads(raw)
             except ValueError:
@@ -120,10 +119,20 @@ def _count_keys(doc: Any) -> int:
     return count
 
 
+# Past this size the native scan (linear, in C, without the GIL) costs less than counting keys
+# in the parsed document (a Python walk over every list and object).
+_SCAN_AT_ONCE_BYTES = 4096
+
+
 def _check_unique_keys(body: bytes | memoryview, doc: Any) -> None:
     """Cheap when there is nothing to find: the key tokens in the bytes are counted and compared
     with the keys orjson kept; only a mismatch (a duplicate, or '":' inside a string) pays for the
     exact scan, one linear pass (native, or its Python twin)."""
+    if native is not None and len(body) > _SCAN_AT_ONCE_BYTES:
+        duplicate = native.scan_json(body)
+        if duplicate is not None and duplicate[0] is not None:
+            raise InvalidInput(f"invalid JSON: duplicate key {duplicate[0]!r} in an object")
+        return
     raw = body if type(body) is bytes else bytes(body)
     tokens = raw.count(b'":')  # in C, allocating nothing; a key spaced before its ':' is rare
     if _SPACED_KEY_TOKEN.search(raw) is not None:

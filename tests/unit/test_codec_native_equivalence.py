@@ -26,6 +26,7 @@ numbers = st.one_of(
     st.integers(-(2**62), 2**62),
     st.floats(allow_nan=False, allow_infinity=False),
     st.floats(-1e6, 1e6).map(lambda f: round(f, 4)),
+    st.sampled_from([math.nan, math.inf, -math.inf]),  # TF Serving's bare tokens NaN, Infinity, -Infinity
 )
 leaves = st.one_of(numbers, numbers, numbers, st.booleans(), st.none(), st.text(max_size=3),
                    st.just({"b64": "AAAA"}))
@@ -110,9 +111,19 @@ def test_the_fast_path_takes_the_common_bodies():
     for declined in [b'{"instances": [[1, true]]}', b'{"instances": [[1], [2, 3]]}', b'{"instances": []}',
                      b'{"instances": [["a"]]}',
                      b'{"instances": [[9007199254740993]]}', b'{"instances": [[1]], "instances": [[2]]}',
-                     b'{"instances": [[NaN]]}', b'[1]', b'{"instances": [[1]]} x']:
+                     b'{"instances": [[-NaN]]}', b'[1]', b'{"instances": [[1]]} x']:
         assert native.decode_instances(declined, 1, None) is None, declined
     assert native.decode_instances(b'{"instances": [[1.5]]}', 3, None) is None  # a float for an int input
+    assert native.decode_instances(b'{"instances": [[NaN]]}', 3, None) is None
+
+
+def test_tf_servings_bare_tokens_take_the_fast_path_with_the_python_paths_bits():
+    body = b'{"instances": [[NaN, Infinity], [-Infinity, 1]]}'
+    for target, dtype in [(1, np.float32), (2, np.float64), (0, None)]:
+        array, _ = native.decode_instances(body, target, [2])
+        sig = Signature((TensorSpec("x", None if dtype is None else np.dtype(dtype), (-1, 2)),), (TensorSpec("y"),))
+        slow = vertex_json.decode_predict_request_py(body, sig)[0].inputs["x"]
+        assert array.dtype == slow.dtype and array.tobytes() == slow.tobytes()
 
 
 def test_exactness_of_floats_and_ints():
