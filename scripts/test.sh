@@ -31,4 +31,4 @@ fi
 .venv/bin/python -m pytest "$@"
 # The codecs again with the pure-Python twins, which must behave identically, and the transport
 # with httptools alone (no native whole-request parser).
-HYPERSERVE_NO_NATIVE=1 .venv/bin/python -m pytest -q tests/unit -k "codec or b64 or http"
+HYPERSERVE_NO_NATIVE=1 .venv/bin/python -m pytest -q tests/unit tests/adversarial/test_fuzz_parsers.py -k "codec or b64 or http or fuzz_"

@@ -3,7 +3,6 @@ the limits, GET /live keeps answering in a few milliseconds (p50 under 5 ms)."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
