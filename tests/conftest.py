@@ -32,8 +32,10 @@ class ServerProcess:
                  cwd: Path | None = None):
         self.port = port or free_port()
         # One worker unless a test asks for more: the defaults (one per core) vary by machine.
+        # A free gRPC port too: hyperserve refuses one another server holds (8081 by default),
+        # and a previous test's server may still be draining.
         self.env = {**os.environ, "AIP_HTTP_PORT": str(self.port), "PYTHONPATH": str(ROOT),
-                    "HYPERSERVE_WORKERS": "1", **(env or {})}
+                    "HYPERSERVE_WORKERS": "1", "HYPERSERVE_GRPC_PORT": str(free_port()), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hyperserve.server", "serve", "--host", "127.0.0.1", *args],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(cwd or ROOT))

@@ -21,7 +21,7 @@ import orjson
 
 from ..errors import InvalidInput
 from ..types import InferRequest, InferResponse, Signature, TensorSpec
-from .tensors import json_type
+from .tensors import MAX_RANK, json_type
 from .vertex_json import parse_json
 
 DATATYPES: dict[str, np.dtype] = {
@@ -85,10 +85,25 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Past this many elements (zero-sized dimensions counted as one) no array can be made: numpy
+# refuses even an empty one whose other dimensions overflow its size arithmetic.
+MAX_ELEMENTS = 2**48
+
+
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if type(value) is not list or not all(type(d) is int and d >= 0 for d in value):
         raise _fail(f"{where}: 'shape' must be a list of non-negative integers, got {_shown(value)}")
-    return tuple(value)
+    return check_shape(tuple(value), where)
+
+
+def check_shape(shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """Non-negative dimensions (checked by the caller's wire format), at most MAX_RANK of them,
+    describing an array numpy can make."""
+    if len(shape) > MAX_RANK:
+        raise _fail(f"{where}: shape has {len(shape)} dimensions; a tensor has at most {MAX_RANK}")
+    if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:
+        raise _fail(f"{where}: shape {_shown(list(shape))} is larger than any tensor this server takes")
+    return shape
 
 
 def _flatten_bytes(data: Any, where: str) -> list[bytes]:

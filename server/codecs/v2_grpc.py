@@ -60,6 +60,7 @@ def decode_model_infer(request: pb.ModelInferRequest, signature: Signature,
         shape = tuple(tensor.shape)
         if any(d < 0 for d in shape):
             raise InvalidInput(f"{where}: shape {list(shape)} has a negative dimension")
+        v2.check_shape(shape, where)
         count = math.prod(shape)
         if raw:
             array = v2.binary_array(memoryview(raw[i]), dtype, count, tensor.name, where)

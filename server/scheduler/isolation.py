@@ -38,16 +38,33 @@ def _die_with_parent() -> None:
     def watch():
         while os.getppid() == parent:
             time.sleep(0.5)
-        os._exit(0)
+        _close_and_exit()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _close_and_exit(*_signal) -> None:
+    """The handler's close (a TorchServe archive's extraction is removed), then exit: on SIGTERM
+    from the parent's close, or when the parent is gone."""
+    import os
+
+    handler = _handler
+    if handler is not None:
+        try:
+            handler.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    os._exit(0)
 
 
 def _load_in_child(framework: str, artifact: str, config: HandlerConfig) -> None:
     global _handler
     from hyperserve.handlers import registry
 
+    import signal
+
     _die_with_parent()
+    signal.signal(signal.SIGTERM, _close_and_exit)
     handler = registry.load_class(framework)()
     handler.load(Path(artifact), config)
     _handler = handler

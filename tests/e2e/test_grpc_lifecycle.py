@@ -75,7 +75,7 @@ def test_a_grpc_port_in_use_stops_the_server_with_a_message(controlled_dir):
         port = taken.getsockname()[1]
         server = ServerProcess([str(controlled_dir()), "--framework", CONTROLLED, "--grpc-port", str(port)])
         assert server.proc.wait(30) == 2
-    assert f"cannot bind the gRPC port 127.0.0.1:{port}" in server.output()
+    assert f"the gRPC port 127.0.0.1:{port} is already served by another process" in server.output()
 
 
 def test_protocols_and_the_message_limit(controlled_dir):

@@ -168,3 +168,13 @@ def test_grpc_typed_contents_and_raw_outputs():
     reply = v2_grpc.encode_model_infer(InferResponse({"y": np.array([[1.5, 2.5]], dtype=np.float32)}), wanted, "m", "1")
     assert reply.outputs[0].datatype == "FP32" and list(reply.outputs[0].shape) == [1, 2] and reply.id == "g1"
     assert np.frombuffer(reply.raw_output_contents[0], dtype="<f4").tolist() == [1.5, 2.5]
+
+
+def test_a_shape_no_array_can_have_is_a_400_even_when_empty():
+    """Found by the fuzz target: an empty tensor whose other dimensions overflow numpy's size
+    arithmetic made numpy raise (a 500) instead of a 400."""
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [0, 1_518_494_220, 1_518_506_280], "datatype": "FP32",
+                                     "data": []}]})
+    assert "is larger than any tensor this server takes" in error(body, untyped("x"))
+    deep = orjson.dumps({"inputs": [{"name": "x", "shape": [1] * 65, "datatype": "FP32", "data": [1]}]})
+    assert "a tensor has at most 64" in error(deep, untyped("x"))
