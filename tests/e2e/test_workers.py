@@ -4,14 +4,10 @@ replaced under load: tests/adversarial/test_processes.py)."""
 from __future__ import annotations
 
 import os
-import signal
-import threading
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import CONTROLLED
 
 pytestmark = pytest.mark.e2e
 
