@@ -71,7 +71,7 @@ class DataPlane:
         self.draining = False
         self.cluster_ready: Callable[[], bool] | None = None  # with worker processes: are all ready?
         # One codec thread: a second would only compete with the loop for the GIL.
-        self.codec_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec")
+        self.codec_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec", initializer=_yield_to_loop)
         # Answers by error status, over every protocol (the transports count them): a client's
         # mistake is a count here, not a traceback in the log.
         self.error_answers: Counter[int] = Counter()
@@ -180,6 +180,18 @@ class DataPlane:
                 model.runner.close()
             if model.handler is not None:
                 model.handler.close()
+
+
+CODEC_NICENESS = 10
+
+
+def _yield_to_loop() -> None:
+    """The codec thread runs niced (Linux schedules threads one by one): when it and the event loop
+    both want a core, the loop gets it, and so the GIL sooner after each switch interval."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CODEC_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: only the priority is lost
+        pass
 
 
 _collector_holds = 0
