@@ -5,7 +5,6 @@ no extraction behind; a good archive's extraction is removed when the server sto
 from __future__ import annotations
 
 import json
-import stat
 import time
 import zipfile
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.unit.test_torchserve_archive import make_zip
 
 HANDLER = b"def handle(data, context):\n    return None if data is None else [len(data)] * len(data)\n"
 
@@ -22,17 +22,11 @@ def manifest(**model) -> str:
 
 
 def write_mar(path, entries: dict, symlink: str | None = None, bomb: int = 0):
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, "/etc/passwd")
-        if bomb:
-            with zf.open("weights.bin", "w") as out:
-                for _ in range(bomb >> 20):
-                    out.write(b"\0" * (1 << 20))
+    make_zip(path, entries, symlink)
+    if bomb:  # zeros that deflate about a thousandfold
+        with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf, zf.open("weights.bin", "w") as out:
+            for _ in range(bomb >> 20):
+                out.write(b"\0" * (1 << 20))
     return path
 
 
