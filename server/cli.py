@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
                             "[env: HYPERSERVE_DEFAULT_MODEL]")
     add_options(serve, SERVE_OPTIONS)
 
+    from .batch.cli import add_parser as add_batch
+
+    add_batch(sub)
+
     from hyperserve.bench.cli import add_parser as add_bench
 
     add_bench(sub)
@@ -74,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "inspect":
         return _inspect(args)
+    if args.command == "batch":
+        from .batch.cli import main as batch_main
+
+        code = batch_main(args)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # model threads may still be inside a framework call
     if args.command == "bench":
         from hyperserve.bench.cli import main as bench_main
 

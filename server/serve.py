@@ -72,7 +72,8 @@ def cpr_options(args: argparse.Namespace) -> dict[str, str]:
     return {"predictor": predictor, "cpr_handler": handler}
 
 
-def build(args: argparse.Namespace) -> tuple[Router, DataPlane, Limits]:
+def deployed_models(args: argparse.Namespace) -> ModelRepository:
+    """The models the flags (or the model config file) name, not loaded yet."""
     specs, default = model_specs(args)
     cpr = cpr_options(args)
     models = []
@@ -102,7 +103,11 @@ def build(args: argparse.Namespace) -> tuple[Router, DataPlane, Limits]:
             max_queue_delay=spec.option(args, "max_queue_delay_us") / 1e6,
             warmup_requests=spec.option(args, "warmup_requests"), warmup_file=spec.option(args, "warmup_file"),
             preferred_batch_sizes=parse_sizes(spec.option(args, "preferred_batch_sizes"))))
-    repository = ModelRepository(models, default)
+    return ModelRepository(models, default)
+
+
+def build(args: argparse.Namespace) -> tuple[Router, DataPlane, Limits]:
+    repository = deployed_models(args)
     plane = DataPlane(repository, request_timeout=args.request_timeout, server_version=__version__)
     names, explicit = parse_protocols(args.protocols)
     args.protocols_served = names

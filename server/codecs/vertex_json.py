@@ -473,6 +473,26 @@ def predictions_payload(response: InferResponse, batch_size: int) -> Any:
     return [{name: value[i] for name, value in items} for i in range(batch_size)]
 
 
+def encode_predictions_each(response: InferResponse, batch_size: int) -> list[bytes]:
+    """Each instance's prediction as its own JSON (batch prediction writes one line per instance);
+    non-finite numbers are null, so that every line is JSON any reader parses."""
+    outputs = response.outputs
+    if len(outputs) == 1:
+        name, value = next(iter(outputs.items()))
+        if _is_labels(name, value) and value.ndim == 1:  # one C call for the batch: integers hold no comma
+            if not batch_size:
+                return []
+            return orjson.dumps(np.ascontiguousarray(value), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+        rows = _output_value(name, value)
+    else:
+        rows = predictions_payload(response, batch_size)
+    if isinstance(rows, np.ndarray):
+        rows = rows.tolist() if rows.dtype.kind != "O" else list(rows)
+    if len(rows) != batch_size:
+        raise ValueError(f"the model gave {len(rows)} predictions for {batch_size} instances")
+    return [dumps(row) for row in rows]
+
+
 def encode_predict_response(response: InferResponse, batch_size: int, fmt: str = ROW,
                             extra: dict[str, Any] | None = None, nonfinite: str = "tokens") -> bytes:
     """``nonfinite``: "tokens" writes NaN/Infinity bare (TF Serving, Vertex); "null" as JSON null."""

@@ -1,0 +1,247 @@
+"""``hyperserve batch``: the command line of a batch prediction job, and the engines that run it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import orjson
+
+from ..config import SERVE_OPTIONS, add_options
+from ..errors import ServingError
+from .errors import JobFailed
+from .instances import InstanceConfig
+from .job import JobSpec, Progress, Ran, ShardRun, claim, finish, manifest, plan, run_shards, summary
+from .output import Output
+from .records import BIGQUERY, FORMATS
+
+log = logging.getLogger("hyperserve.batch")
+
+# The serve options that shape how a model loads and runs; the batch job takes them too.
+MODEL_FLAGS = ("--model-name", "--framework", "--predictor", "--cpr-handler", "--method", "--device",
+               "--trust-model-code", "--install-requirements", "--max-archive-bytes", "--intra-op-threads",
+               "--inter-op-threads", "--model-threads", "--isolation", "--max-batch-size", "--preferred-batch-sizes",
+               "--max-queue-delay-us", "--max-queue", "--warmup-requests", "--warmup-file", "--request-timeout",
+               "--cache-dir", "--log-level")
+
+# A job keeps many requests queued, so the scheduler merges them into framework calls larger than
+# one request (bench/batch_compare.py: 2.4 times the rows/s of 64-instance calls on iris).
+BATCH_DEFAULTS = {o.flag: dataclasses.replace(o, default=4096, help="most instances one framework call takes: queued "
+                                              "requests are merged up to it (1: one request a call)")
+                  for o in SERVE_OPTIONS if o.flag == "--max-batch-size"}
+
+DESCRIPTION = """\
+Run a Vertex AI batch prediction job: read instances from files, send them to the model in
+requests of --batch-size instances, and write the predictions under --output as
+prediction.results-NNNNN-of-MMMMM (JSON lines, in input order: {"instance" or "key", "prediction"}
+or {..., "error": {"code", "message"}}), with per-error counts in prediction.errors_stats-* and a
+summary in job_summary.json (also printed). Runs in process (the server's codecs, scheduler and
+handlers; no HTTP), against a running server (--endpoint), or on Ray Data (--engine ray).
+Re-running the same command resumes: committed shards are skipped."""
+
+FORMATS_HELP = """\
+input formats (Vertex's instancesFormat):
+  jsonl           each line is one instance, sent as written
+  csv             a header row, then one instance per row: an array (unquoted values are numbers,
+                  quoted ones strings; no cell may hold a newline), or an object keyed by the header
+                  with --instance-type object
+  tf-record       each record's bytes become {"b64": ...} (the masked CRC-32C is checked)
+  tf-record-gzip  the same, gzip-compressed
+  file-list       each line is a URI (local or gs://); that file's bytes become {"b64": ...}, and
+                  its output line names it by the URI
+
+TorchServe archives (and --wrap-data) get every instance that is not a JSON object as
+{"data": <instance>}, as Vertex's PyTorch images do; JSON object lines are sent as written.
+
+exit status: 0 when the job ran (row failures are in the output), 1 for a job-level failure
+(unreadable input, no model, an output that cannot be written, an endpoint that never answers,
+or more failed rows than --max-error-ratio), 2 for bad arguments."""
+
+
+def _fields(text: str | None) -> list[str] | None:
+    return [f.strip() for f in text.split(",") if f.strip()] if text else None
+
+
+def add_parser(sub) -> None:
+    batch = sub.add_parser("batch", help="run a batch prediction job (Vertex AI's formats and output files)",
+                           description=DESCRIPTION, epilog=FORMATS_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    batch.add_argument("model_uri", nargs="?", default="", metavar="MODEL_URI",
+                       help="a directory, a model file, or gs://bucket/prefix (not needed with --endpoint)")
+    job = batch.add_argument_group("the job")
+    job.add_argument("--input", action="append", required=True, metavar="URI[,URI...]",
+                     help="input files, local or gs://, wildcards allowed (gs://bucket/*.jsonl); repeatable")
+    job.add_argument("--format", required=True, metavar="FORMAT",
+                     help=f"instancesFormat: {', '.join(FORMATS)} (see below)")
+    job.add_argument("--output", required=True, metavar="PREFIX", help="a local directory or gs://bucket/prefix")
+    job.add_argument("--instance-type", choices=("object", "array"),
+                     help="instanceConfig.instanceType: CSV rows as objects keyed by the header, or JSON "
+                          "objects as arrays (in --included-fields order)")
+    job.add_argument("--included-fields", metavar="F1,F2", help="instanceConfig.includedFields")
+    job.add_argument("--excluded-fields", metavar="F1,F2", help="instanceConfig.excludedFields")
+    job.add_argument("--key-field", metavar="FIELD",
+                     help="instanceConfig.keyField: not sent to the model; output lines carry \"key\" instead "
+                          "of \"instance\"")
+    job.add_argument("--instance-config", metavar="JSON",
+                     help="Vertex's instanceConfig as JSON (instead of the four flags above)")
+    job.add_argument("--wrap-data", action="store_true",
+                     help="send every instance that is not a JSON object as {\"data\": ...} (automatic for "
+                          "TorchServe archives)")
+    job.add_argument("--batch-size", type=int, default=64,
+                     help="instances per request (manualBatchTuningParameters.batch_size; default: 64)")
+    job.add_argument("--parameters", metavar="JSON",
+                     help="the requests' \"parameters\" object (none is sent unless given)")
+    job.add_argument("--rows-per-shard", type=int, default=10_000,
+                     help="instances per output shard, the unit a re-run resumes by (default: 10000)")
+    job.add_argument("--max-error-ratio", type=float, default=0.1,
+                     help="exit 1 when more than this share of instances failed (default: 0.1)")
+    job.add_argument("--concurrency", type=int, default=32,
+                     help="requests in flight: in process, those queued together share framework calls (default: 32)")
+    job.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="a progress bar with rows/s and ETA (default: on a terminal; else a log line per shard)")
+    where = batch.add_argument_group("where it runs")
+    where.add_argument("--endpoint", metavar="URL",
+                       help="POST the requests to this predict URL of a running server or container instead "
+                            "of loading the model here")
+    where.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                       help="a header on every --endpoint request (e.g. Authorization); repeatable")
+    where.add_argument("--max-retries", type=int, default=8,
+                       help="--endpoint: retries of a request after a connection error, 429 or 5xx, with "
+                            "exponential backoff from 0.5 s (default: 8)")
+    where.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local (default) or ray: the shards as Ray Data tasks on an actor pool")
+    where.add_argument("--ray-address", metavar="ADDRESS",
+                       help="the Ray cluster (default: $RAY_ADDRESS, else the one `ray start --head` runs "
+                            "here, else a new local one)")
+    where.add_argument("--ray-actors", type=int, default=0,
+                       help="actors, each loading the model once (default: the cluster's CPUs)")
+    add_options(batch, [BATCH_DEFAULTS.get(o.flag, o) for o in SERVE_OPTIONS if o.flag in MODEL_FLAGS])
+
+
+def job_spec(args: argparse.Namespace) -> JobSpec:
+    if args.format == BIGQUERY:
+        raise JobFailed("BigQuery sources are not supported: export the table to JSON lines "
+                        "(bq extract --destination_format NEWLINE_DELIMITED_JSON ...) and pass --format jsonl")
+    if args.format not in FORMATS:
+        raise JobFailed(f"--format takes {', '.join(FORMATS)}; got {args.format!r}")
+    if args.output.startswith("bq://"):
+        raise JobFailed("BigQuery destinations are not supported: write to a local or gs:// --output")
+    flags = (args.instance_type, args.included_fields, args.excluded_fields, args.key_field)
+    if args.instance_config:
+        if any(flags):
+            raise JobFailed("--instance-config replaces --instance-type, --included-fields, --excluded-fields "
+                            "and --key-field: give one or the other")
+        config = InstanceConfig.from_json(args.instance_config)
+    else:
+        config = InstanceConfig.of(args.instance_type, _fields(args.included_fields), _fields(args.excluded_fields),
+                                   args.key_field)
+    parameters = None
+    if args.parameters is not None:
+        try:
+            doc = orjson.loads(args.parameters)
+        except orjson.JSONDecodeError as err:
+            raise JobFailed(f"--parameters is not JSON: {err}") from None
+        if type(doc) is not dict:
+            raise JobFailed("--parameters must be a JSON object")
+        parameters = orjson.dumps(doc)
+    if args.concurrency < 1:
+        raise JobFailed("--concurrency must be at least 1")
+    if not args.endpoint and not args.model_uri:
+        raise JobFailed("no model: give MODEL_URI, or --endpoint URL of a running server")
+    inputs = [uri for value in args.input for uri in value.split(",") if uri]
+    return JobSpec(inputs=inputs, format=args.format, output=args.output, config=config, wrap_data=args.wrap_data,
+                   batch_size=args.batch_size, parameters=parameters, rows_per_shard=args.rows_per_shard,
+                   max_error_ratio=args.max_error_ratio, concurrency=args.concurrency,
+                   cache_dir=Path(args.cache_dir), progress=args.progress)
+
+
+def load_model(args: argparse.Namespace):
+    """The model of MODEL_URI, loaded and ready, in its own data plane."""
+    from .. import __version__
+    from ..dataplane import DataPlane
+    from ..serve import deployed_models
+
+    args.model, args.model_config, args.default_model = None, None, None
+    repository = deployed_models(args)
+    plane = DataPlane(repository, request_timeout=args.request_timeout, server_version=__version__)
+    model = plane.default_model
+    try:
+        model.load()
+    except ServingError as err:
+        plane.close()
+        raise JobFailed(f"the model did not load: {err.message}") from None
+    except Exception as err:  # noqa: BLE001 - a framework's own error: the job cannot run
+        plane.close()
+        raise JobFailed(f"the model did not load: {type(err).__name__}: {err}") from None
+    return plane, model
+
+
+def wraps(spec: JobSpec, framework: str) -> bool:
+    return spec.wrap_data or framework == "torchserve"
+
+
+async def in_process(args, spec: JobSpec, files, shards, out: Output):
+    from .predictors import InProcess
+
+    plane, model = await asyncio.to_thread(load_model, args)
+    try:
+        wrap = wraps(spec, model.framework)
+        claim(out, manifest(spec, files, shards, wrap))
+        progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
+        try:
+            results = await run_shards(ShardRun(spec, InProcess(plane, model), wrap), shards, out, progress)
+        finally:
+            progress.close()
+        return Ran(results, time.monotonic() - progress.started, "in-process")
+    finally:
+        plane.close()
+
+
+async def against_endpoint(args, spec: JobSpec, files, shards, out: Output):
+    from .predictors import Endpoint
+
+    headers = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise JobFailed(f"--header takes NAME:VALUE, got {header!r}")
+        headers[name.strip()] = value.strip()
+    claim(out, manifest(spec, files, shards, spec.wrap_data))
+    progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
+    try:
+        async with Endpoint(args.endpoint, concurrency=spec.concurrency, retries=args.max_retries,
+                            timeout_s=args.request_timeout or 3600.0, headers=headers) as endpoint:
+            results = await run_shards(ShardRun(spec, endpoint, spec.wrap_data), shards, out, progress)
+    finally:
+        progress.close()
+    return Ran(results, time.monotonic() - progress.started, "endpoint")
+
+
+def run_loop(coro):
+    from ..serve import run_loop as serve_loop
+
+    return serve_loop(coro)
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        spec = job_spec(args)
+        out = Output(spec.output, spec.cache_dir / "batch-spool")
+        files, shards = plan(spec)
+        if args.engine == "ray":
+            from .ray_engine import run_on_ray
+
+            ran = run_on_ray(args, spec, files, shards, out)
+        elif args.endpoint:
+            ran = run_loop(against_endpoint(args, spec, files, shards, out))
+        else:
+            ran = run_loop(in_process(args, spec, files, shards, out))
+        return finish(spec, out, summary(spec, ran.results, time.monotonic() - started, ran.predict_s, ran.engine))
+    except (JobFailed, ServingError) as err:
+        log.error("batch job failed: %s", err.message)
+        return 1

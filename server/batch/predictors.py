@@ -1,0 +1,195 @@
+"""A request of instances → one prediction (JSON) per instance, or RequestFailed.
+
+``InProcess`` runs the request through the data plane exactly as the Vertex predict route would:
+the same codecs, scheduler (so concurrent requests share framework calls) and handler, with no
+HTTP. ``Endpoint`` POSTs it to a running server the way Vertex drives a container: bounded
+concurrency, and retries with backoff on connection errors, 429 and 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import orjson
+
+from hyperserve.handlers.base import Inputs
+from hyperserve.handlers.cpr import PREDICTIONS as CPR_PREDICTIONS, RESPONSE, RawReply
+from hyperserve.handlers.torchserve.handler import PREDICTIONS, ROWS
+
+from ..codecs import torchserve as torchserve_codec
+from ..codecs import vertex_json
+from ..dataplane import DataPlane
+from ..errors import ServingError
+from ..repository.model import DeployedModel
+from ..types import InferRequest, InferResponse
+from .errors import JobFailed
+
+log = logging.getLogger("hyperserve.batch")
+
+
+class RequestFailed(Exception):
+    """The whole request failed: its rows are retried one by one, and those that fail again carry this."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _count_check(predictions: list, count: int) -> list:
+    if type(predictions) is not list or len(predictions) != count:
+        got = len(predictions) if type(predictions) is list else type(predictions).__name__
+        raise RequestFailed(500, f"the model answered {got} predictions for {count} instances")
+    return predictions
+
+
+def _settle(future: asyncio.Future, result) -> None:
+    if not future.done():
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+
+def _each(response: InferResponse, requests: list[InferRequest]) -> list:
+    """The scheduler's split: every request's predictions, encoded where the model ran."""
+    rows = vertex_json.encode_predictions_each(response, sum(r.batch_size for r in requests))
+    parts, offset = [], 0
+    for request in requests:
+        parts.append(rows[offset:offset + request.batch_size])
+        offset += request.batch_size
+    return parts
+
+
+class InProcess:
+    def __init__(self, plane: DataPlane, model: DeployedModel):
+        self.plane = plane
+        self.model = model
+        self.inputs = model.handler.capabilities.inputs
+        self.batchable = model.handler.capabilities.batchable
+
+    async def predict(self, body: bytes, count: int) -> list[bytes]:
+        try:
+            if self.inputs is Inputs.TENSORS:
+                return await self._tensors(body, count)
+            if self.inputs is Inputs.ROWS:
+                return await self._rows(body, count)
+            return await self._whole_request(body, count)
+        except ServingError as err:
+            raise RequestFailed(err.status, err.message) from None
+
+    async def _tensors(self, body: bytes, count: int) -> list[bytes]:
+        plane, model = self.plane, self.model
+        request, fmt = await plane.run_codec(vertex_json.decode_predict_request, body, model.signature,
+                                             model.handler.signature_named)
+        if fmt != vertex_json.ROW or request.batch_size != count:
+            raise RequestFailed(400, f"the instances decode to {request.batch_size} rows, not {count}")
+        plane.check_ready(model)
+        future = asyncio.get_running_loop().create_future()
+        plane.submit(model, plane.prepare(request, {}), lambda result: _settle(future, result), _each)
+        return await future
+
+    async def _rows(self, body: bytes, count: int) -> list[bytes]:
+        rows, parameters = await self.plane.run_codec(torchserve_codec.instance_rows, body)
+        response = await self.plane.infer(self.model, InferRequest({ROWS: rows}, len(rows), parameters))
+        statuses = response.metadata.get("status") or ()
+        for status, prediction in zip(statuses, response.outputs[PREDICTIONS]):
+            if status != 200:
+                raise RequestFailed(status, str(prediction))
+        return [vertex_json.dumps(p) for p in _count_check(list(response.outputs[PREDICTIONS]), count)]
+
+    async def _whole_request(self, body: bytes, count: int) -> list[bytes]:
+        from ..protocols.cpr import decode
+
+        request = await self.plane.run_codec(decode, body, self.batchable)
+        response = await self.plane.infer(self.model, request)
+        if RESPONSE in response.outputs:
+            result = response.outputs[RESPONSE][0]
+            if isinstance(result, RawReply):
+                if result.status != 200:
+                    raise RequestFailed(result.status, bytes(result.body).decode("utf-8", "replace"))
+                result = orjson.loads(result.body)
+            predictions = result.get(CPR_PREDICTIONS) if type(result) is dict else None
+        else:
+            predictions = response.outputs[CPR_PREDICTIONS]
+        return [vertex_json.dumps(p) for p in _count_check(list(predictions or ()), count)]
+
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class Endpoint:
+    """POSTs each request to ``url``; at most ``concurrency`` in flight."""
+
+    def __init__(self, url: str, *, concurrency: int, retries: int, backoff_s: float = 0.5,
+                 max_backoff_s: float = 30.0, timeout_s: float = 600.0, headers: dict[str, str] | None = None):
+        self.url = url
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.timeout_s = timeout_s
+        self.headers = {"content-type": "application/json", **(headers or {})}
+        self._gate = asyncio.Semaphore(concurrency)
+        self._session = None
+        self.retried = 0  # attempts that were retried (the summary reports them)
+
+    async def __aenter__(self) -> Endpoint:
+        try:
+            import aiohttp
+        except ImportError:
+            raise JobFailed("--endpoint needs aiohttp: pip install 'hyperserve[batch]'") from None
+        self._aiohttp = aiohttp
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._session.close()
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+
+    async def predict(self, body: bytes, count: int) -> list[bytes]:
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += 1
+                await asyncio.sleep(self._delay(attempt - 1))
+            try:
+                async with self._gate, self._session.post(self.url, data=body, headers=self.headers) as reply:
+                    status, data = reply.status, await reply.read()
+            except (self._aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+                last = JobFailed(f"the endpoint {self.url} did not answer after {attempt + 1} attempts: "
+                                 f"{type(err).__name__}: {err}")
+                continue
+            if status == 200:
+                return self._predictions(data, count)
+            failed = RequestFailed(status, _error_message(data, status))
+            if status not in RETRY_STATUSES:
+                raise failed
+            last = failed
+        raise last
+
+    @staticmethod
+    def _predictions(data: bytes, count: int) -> list[bytes]:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise RequestFailed(502, f"the endpoint answered 200 with a body that is not JSON: {data[:200]!r}") \
+                from None
+        predictions = doc.get("predictions") if type(doc) is dict else None
+        return [orjson.dumps(p) for p in _count_check(predictions, count)]
+
+
+def _error_message(data: bytes, status: int) -> str:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data.decode("utf-8", "replace")[:1000] or f"HTTP {status}"
+    if type(doc) is dict:
+        for key in ("error", "message", "detail"):
+            if key in doc:
+                value = doc[key]
+                return value if type(value) is str else orjson.dumps(value).decode()
+    return data.decode("utf-8", "replace")[:1000]

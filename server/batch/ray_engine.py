@@ -1,0 +1,132 @@
+"""``--engine ray``: the job's shards as a Ray Data dataset, mapped by an actor pool. Each actor
+loads the model once, in its own data plane, and runs whole shards (reads its own byte range,
+writes and commits its own shard), so the output is the same files the local engine writes."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import time
+
+import orjson
+
+from .errors import JobFailed
+from .job import JobSpec, Progress, Ran, Shard, ShardResult, ShardRun, claim, committed, manifest
+from .output import Output
+from .sources import InputFile
+
+log = logging.getLogger("hyperserve.batch")
+
+
+class ShardActor:
+    """One Ray actor: the model, loaded once; each call runs the shards of its batch."""
+
+    def __init__(self, args: argparse.Namespace, spec: JobSpec, wrap: bool):
+        from ..serve import run_loop  # noqa: F401 - uvloop, as everywhere else
+        from .cli import load_model
+        from .predictors import InProcess
+
+        logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.plane, self.model = load_model(args)
+        self.run = ShardRun(spec, InProcess(self.plane, self.model), wrap)
+        self.out = Output(spec.output, spec.cache_dir / "batch-spool", clean=False)
+        try:
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        except ImportError:  # pragma: no cover - uvloop is a core dependency on Linux
+            import asyncio
+
+            self.loop = asyncio.new_event_loop()
+
+    def __call__(self, batch: dict) -> dict:
+        results = []
+        for i in range(len(batch["index"])):
+            shard = Shard(**{f.name: _plain(batch[f.name][i]) for f in dataclasses.fields(Shard)})
+            results.append(self.loop.run_until_complete(self.run.run(shard, self.out)))
+        return {"index": [r.index for r in results], "instances": [r.instances for r in results],
+                "predictions": [r.predictions for r in results],
+                "errors": [orjson.dumps(r.errors).decode() for r in results]}
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def framework_of(args: argparse.Namespace) -> str:
+    """The model's framework, found from its files without loading it (the driver needs only this)."""
+    from pathlib import Path
+
+    from hyperserve.handlers import registry
+
+    from ..repository.model import latest_version_dir
+    from ..repository.storage import fetch
+
+    if args.framework not in ("", "auto"):
+        return args.framework
+    if args.predictor or args.cpr_handler:
+        return "cpr"
+    path, _ = latest_version_dir(fetch(args.model_uri, Path(args.cache_dir)))
+    return registry.detect(path)[0]
+
+
+def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], shards: list[Shard],
+               out: Output) -> Ran:
+    if args.endpoint:
+        raise JobFailed("--engine ray loads the model in Ray actors; it does not take --endpoint")
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise JobFailed("--engine ray needs Ray Data: pip install 'hyperserve[ray]'") from None
+    wrap = spec.wrap_data or framework_of(args) == "torchserve"
+    claim(out, manifest(spec, files, shards, wrap))
+    progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
+    results: dict[int, ShardResult] = {}
+    todo = []
+    for shard in shards:
+        done = committed(out, shard)
+        if done is None:
+            todo.append(shard)
+        else:
+            results[shard.index] = done
+            progress.shard_done(done)
+    started = time.monotonic()
+    if todo:
+        address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        except Exception as err:  # noqa: BLE001 - Ray's errors for an unreachable cluster vary
+            raise JobFailed(f"cannot connect to the Ray cluster {address or '(local)'}: {err}") from None
+        try:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            actors = max(1, min(args.ray_actors or cpus, len(todo)))
+            log.info("Ray: %d shards on %d actors (%d CPUs in the cluster)", len(todo), actors, cpus)
+            dataset = ray.data.from_items([dataclasses.asdict(s) for s in todo], override_num_blocks=len(todo))
+            mapped = dataset.map_batches(ShardActor, fn_constructor_kwargs={"args": args, "spec": spec, "wrap": wrap},
+                                         batch_size=1, concurrency=actors, num_cpus=1)
+            for row in mapped.iter_rows():
+                result = ShardResult(int(row["index"]), int(row["instances"]), int(row["predictions"]),
+                                     orjson.loads(row["errors"]))
+                results[result.index] = result
+                progress.shard_done(result)
+        except JobFailed:
+            raise
+        except Exception as err:  # noqa: BLE001 - a task's failure, as Ray reports it
+            raise JobFailed(f"the Ray job failed: {_cause(err)}") from None
+        finally:
+            progress.close()
+            ray.shutdown()
+    return Ran([results[s.index] for s in shards], time.monotonic() - started, "ray")
+
+
+def _cause(err: BaseException) -> str:
+    """The first line that says what went wrong, out of Ray's wrapped task errors."""
+    text = str(err)
+    for line in text.splitlines():
+        if "JobFailed" in line or "Error:" in line:
+            return line.strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,179 @@
+"""The framing of a job's input files: what one record is, and where each shard's records start.
+
+A record is one instance's raw bytes: a non-blank line of a JSON lines, CSV (after its header) or
+file-list file, or a TFRecord's data. ``index`` walks a file once and notes where every
+``every``-th record begins, so a shard opens its file at its own byte and reads only its records
+(a gzip file is decompressed up to there: gzip cannot seek).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from itertools import islice
+from typing import IO, Iterator
+
+from .errors import JobFailed
+
+JSONL, CSV, TF_RECORD, TF_RECORD_GZIP, FILE_LIST, BIGQUERY = \
+    "jsonl", "csv", "tf-record", "tf-record-gzip", "file-list", "bigquery"
+FORMATS = (JSONL, CSV, TF_RECORD, TF_RECORD_GZIP, FILE_LIST)
+
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_MASK_DELTA = 0xA282EAD8
+
+
+def masked_crc32c(data: bytes | memoryview) -> int:
+    """TFRecord's checksum: CRC-32C, rotated right by 15 bits, plus a constant."""
+    import google_crc32c
+
+    crc = google_crc32c.value(bytes(data))
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+@dataclass(slots=True)
+class Batch:
+    """Consecutive records of one file: their bytes, and where each is (for error messages)."""
+
+    data: list[bytes]
+    path: str
+    lines: list[int] | None = None  # each record's line (text formats)
+    offsets: list[int] | None = None  # each record's byte (TFRecords)
+
+    def where(self, i: int) -> str:
+        if self.lines is not None:
+            return f"{self.path}:{self.lines[i]}"
+        return f"{self.path}@{self.offsets[i]}"
+
+
+def _open(path: str, fmt: str) -> IO[bytes]:
+    try:
+        return gzip.open(path, "rb") if fmt == TF_RECORD_GZIP else open(path, "rb")
+    except OSError as err:
+        raise JobFailed(f"cannot read input {path}: {err}") from None
+
+
+def index(path: str, fmt: str, every: int) -> tuple[int, list[tuple[int, int]]]:
+    """(records in the file, where records 0, every, 2*every, ... start: (byte, lines before it),
+    lines being 0 for TFRecords)."""
+    with _open(path, fmt) as f:
+        try:
+            if fmt in (TF_RECORD, TF_RECORD_GZIP):
+                return _index_tfrecords(f, path, every)
+            return _index_lines(f, every, header=fmt == CSV)
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            raise JobFailed(f"cannot read input {path}: {err}") from None
+
+
+def _index_lines(f: IO[bytes], every: int, header: bool) -> tuple[int, list[tuple[int, int]]]:
+    offset = count = lines = 0
+    starts: list[tuple[int, int]] = []
+    if header:
+        offset = len(f.readline())
+        lines = 1
+    for line in f:
+        if not line.isspace():
+            if count % every == 0:
+                starts.append((offset, lines))
+            count += 1
+        offset += len(line)
+        lines += 1
+    return count, starts
+
+
+def _index_tfrecords(f: IO[bytes], path: str, every: int) -> tuple[int, list[tuple[int, int]]]:
+    offset = count = 0
+    starts: list[tuple[int, int]] = []
+    while True:
+        head = f.read(12)
+        if not head:
+            return count, starts
+        length = _frame_length(head, path, offset)
+        if count % every == 0:
+            starts.append((offset, 0))
+        count += 1
+        skip = length + 4
+        if hasattr(f, "seekable") and f.seekable() and not isinstance(f, gzip.GzipFile):
+            end = f.seek(skip, 1)
+            if end > _size(f):
+                raise JobFailed(f"corrupt TFRecord file {path}: the record at byte {offset} is truncated")
+        elif len(f.read(skip)) != skip:
+            raise JobFailed(f"corrupt TFRecord file {path}: the record at byte {offset} is truncated")
+        offset += 12 + skip
+
+
+def _size(f) -> int:
+    import os
+
+    return os.fstat(f.fileno()).st_size
+
+
+def _frame_length(head: bytes, path: str, offset: int) -> int:
+    if len(head) != 12:
+        raise JobFailed(f"corrupt TFRecord file {path}: the record at byte {offset} is truncated")
+    (length,) = _LENGTH.unpack_from(head)
+    (crc,) = _CRC.unpack_from(head, 8)
+    if masked_crc32c(head[:8]) != crc:
+        raise JobFailed(f"corrupt TFRecord file {path}: the length at byte {offset} fails its CRC-32C check")
+    return length
+
+
+def read(path: str, fmt: str, start: int, count: int, lines_before: int, size: int) -> Iterator[Batch]:
+    """``count`` records from byte ``start`` (with ``lines_before`` lines before it, as ``index``
+    gave), in batches of at most ``size``."""
+    f = _open(path, fmt)
+    try:
+        f.seek(start)
+        if fmt in (TF_RECORD, TF_RECORD_GZIP):
+            yield from _tfrecord_batches(f, path, start, count, size)
+        else:
+            yield from _line_batches(f, path, count, lines_before, size)
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise JobFailed(f"cannot read input {path}: {err}") from None
+    finally:
+        f.close()
+
+
+def _line_batches(f: IO[bytes], path: str, count: int, line: int, size: int) -> Iterator[Batch]:
+    while count:
+        raw = list(islice(f, min(size, count)))
+        if not raw:
+            raise JobFailed(f"input {path} changed while the job read it: it ends before its last record")
+        data = [r.strip() for r in raw]
+        numbers = list(range(line + 1, line + 1 + len(raw)))
+        line += len(raw)
+        if not all(data):  # blank lines hold no record
+            kept = [(n, d) for n, d in zip(numbers, data) if d]
+            numbers, data = [n for n, _ in kept], [d for _, d in kept]
+            if not data:
+                continue
+        count -= len(data)
+        yield Batch(data, path, lines=numbers)
+
+
+def _tfrecord_batches(f: IO[bytes], path: str, offset: int, count: int, size: int) -> Iterator[Batch]:
+    while count:
+        data, offsets = [], []
+        for _ in range(min(size, count)):
+            head = f.read(12)
+            length = _frame_length(head, path, offset)
+            body = f.read(length + 4)
+            if len(body) != length + 4:
+                raise JobFailed(f"corrupt TFRecord file {path}: the record at byte {offset} is truncated")
+            record = body[:length]
+            (crc,) = _CRC.unpack_from(body, length)
+            if masked_crc32c(record) != crc:
+                raise JobFailed(f"corrupt TFRecord file {path}: the record at byte {offset} fails its CRC-32C check")
+            data.append(record)
+            offsets.append(offset)
+            offset += 12 + length + 4
+        count -= len(data)
+        yield Batch(data, path, offsets=offsets)
+
+
+def write_tfrecord(f: IO[bytes], data: bytes) -> None:
+    """One record in TFRecord framing (tests and users make input files with it)."""
+    head = _LENGTH.pack(len(data))
+    f.write(head + _CRC.pack(masked_crc32c(head)) + data + _CRC.pack(masked_crc32c(data)))

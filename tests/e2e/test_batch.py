@@ -1,0 +1,326 @@
+"""``hyperserve batch`` end to end: the command line on real files, in process, against a running
+server and a flaky one, on gs:// through the storage emulator, and resumed after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from hyperserve.server.batch.records import write_tfrecord
+from hyperserve.server.http import Request, Response
+from tests.conftest import ROOT
+from tests.helpers.http_stub import ServerThread
+
+pytestmark = pytest.mark.e2e
+
+
+def batch(*args, env=None, timeout=300, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "hyperserve.server", "batch", *map(str, args)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, capture_output=True,
+                          timeout=timeout, cwd=str(ROOT))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}:\n{proc.stdout.decode()}\n{proc.stderr.decode()}")
+    return proc
+
+
+def results(out: Path) -> list[dict]:
+    shards = sorted(out.glob("prediction.results-*"))
+    return [json.loads(line) for shard in shards for line in shard.read_text().splitlines()]
+
+
+def summary_of(proc) -> dict:
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def iris_rows(iris):
+    x, _ = iris
+    return x[np.random.default_rng(0).integers(0, len(x), 3000)]
+
+
+@pytest.fixture(scope="module")
+def expected(sklearn_dir, iris_rows):
+    import joblib
+
+    return joblib.load(sklearn_dir / "model.joblib").predict(iris_rows).tolist()
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(list(map(float, r))) + "\n" for r in rows))
+    return path
+
+
+def test_jsonl_in_process_every_row_in_order_with_summary(tmp_path, sklearn_dir, iris_rows, expected):
+    source = write_jsonl(tmp_path / "in.jsonl", iris_rows)
+    out = tmp_path / "out"
+    proc = batch(sklearn_dir, "--input", source, "--format", "jsonl", "--output", out, "--rows-per-shard", 1000)
+    lines = results(out)
+    assert [line["prediction"] for line in lines] == expected
+    assert [line["instance"] for line in lines] == iris_rows.tolist()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "job.json", "job_summary.json", *[f"prediction.errors_stats-0000{i}-of-00003" for i in range(3)],
+        *[f"prediction.results-0000{i}-of-00003" for i in range(3)]]
+    summary = summary_of(proc)
+    assert summary == json.loads((out / "job_summary.json").read_text())
+    assert (summary["instances"], summary["predictions"], summary["errors"], summary["shards"]) == (3000, 3000, 0, 3)
+    assert summary["rows_per_s"] > 0 and summary["engine"] == "in-process"
+    assert "shard 3/3 written" in proc.stderr.decode()  # a log line per shard off a terminal
+
+
+def test_bad_rows_fail_alone_with_counts_and_the_error_ratio_decides_the_exit(tmp_path, sklearn_dir):
+    source = tmp_path / "in.jsonl"
+    source.write_text('[5.1, 3.5, 1.4, 0.2]\n[1, 2]\n\n"text"\n[6.7, 3.0, 5.2, 2.3]\n[1,2,3,4]]\n')
+    out = tmp_path / "out"
+    proc = batch(sklearn_dir, "--input", source, "--format", "jsonl", "--output", out, "--max-error-ratio", 0.9)
+    lines = results(out)
+    assert [("prediction" in line, line.get("error", {}).get("code")) for line in lines] == \
+        [(True, None), (False, 400), (False, 400), (True, None), (False, 400)]
+    assert lines[1]["instance"] == [1, 2] and "shape [4]" in lines[1]["error"]["message"]
+    assert lines[4]["instance"] == "[1,2,3,4]]"
+    stats = [json.loads(line) for line in (out / "prediction.errors_stats-00000-of-00001").read_text().splitlines()]
+    assert sum(s["count"] for s in stats) == 3 and all(set(s) == {"code", "message", "count"} for s in stats)
+    assert summary_of(proc)["errors"] == 3
+    # The same job with the default ratio (0.1) exits 1, after writing everything; a re-run resumes it.
+    failed = batch(sklearn_dir, "--input", source, "--format", "jsonl", "--output", tmp_path / "strict", check=False)
+    assert failed.returncode == 1 and "more than --max-error-ratio" in failed.stderr.decode()
+    assert len(results(tmp_path / "strict")) == 5
+
+
+def test_csv_with_instance_config_and_key_field(tmp_path, sklearn_dir, iris_rows, expected):
+    source = tmp_path / "in.csv"
+    source.write_text('id,a,b,c,d,note\n' + "".join(f'"r{i}",{a},{b},{c},{d},"x"\n'
+                                                   for i, (a, b, c, d) in enumerate(iris_rows[:50])))
+    out = tmp_path / "out"
+    batch(sklearn_dir, "--input", source, "--format", "csv", "--output", out,
+          "--instance-config", '{"keyField": "id", "includedFields": ["a", "b", "c", "d"]}')
+    lines = results(out)
+    assert lines == [{"key": f"r{i}", "prediction": p} for i, p in enumerate(expected[:50])]
+
+
+def test_several_inputs_with_wildcards_and_a_torchserve_archive_gets_data_wrapped(tmp_path, torchserve_archives,
+                                                                                  iris_rows, expected):
+    write_jsonl(tmp_path / "part-1.jsonl", iris_rows[:10])
+    write_jsonl(tmp_path / "part-2.jsonl", iris_rows[10:25])
+    (tmp_path / "rows.csv").write_text("a,b,c,d\n" + "".join(",".join(map(str, r)) + "\n" for r in iris_rows[25:30]))
+    out = tmp_path / "out"
+    proc = batch(torchserve_archives["sklearn"], "--input", f"{tmp_path}/part-*.jsonl", "--format", "jsonl",
+                 "--output", out, "--batch-size", 4)
+    lines = results(out)
+    # Vertex's PyTorch images take {"data": <instance>}; the handler reads row["data"].
+    assert [line["instance"] for line in lines] == [{"data": r} for r in iris_rows[:25].tolist()]
+    assert [line["prediction"] for line in lines] == expected[:25]
+    assert summary_of(proc)["shards"] == 2  # one per input file
+    batch(torchserve_archives["sklearn"], "--input", tmp_path / "rows.csv", "--format", "csv",
+          "--output", tmp_path / "csv-out")
+    assert [line["prediction"] for line in results(tmp_path / "csv-out")] == expected[25:30]
+
+
+def test_tfrecords_and_file_lists_send_b64(tmp_path, torchserve_archives):
+    # The plain handler reverses bytes it is given: {"data": {"b64"}} reaches it as bytes.
+    payloads = [b"abc", b"hello world", bytes(range(10))]
+    with open(tmp_path / "in.tfrecord", "wb") as f:
+        for payload in payloads:
+            write_tfrecord(f, payload)
+    import gzip
+
+    (tmp_path / "in.tfrecord.gz").write_bytes(gzip.compress((tmp_path / "in.tfrecord").read_bytes()))
+    for fmt, name in (("tf-record", "in.tfrecord"), ("tf-record-gzip", "in.tfrecord.gz")):
+        out = tmp_path / fmt
+        batch(torchserve_archives["plain"], "--input", tmp_path / name, "--format", fmt, "--output", out)
+        lines = results(out)
+        import base64
+
+        assert [base64.b64decode(line["instance"]["data"]["b64"]) for line in lines] == payloads
+        assert [line["prediction"] for line in lines[:2]] == ["cba", "dlrow olleh"]
+    for i, payload in enumerate(payloads):
+        (tmp_path / f"f{i}.bin").write_bytes(payload)
+    (tmp_path / "list.txt").write_text("".join(f"{tmp_path}/f{i}.bin\n" for i in range(3)) + f"{tmp_path}/gone\n")
+    out = tmp_path / "listed"
+    batch(torchserve_archives["plain"], "--input", tmp_path / "list.txt", "--format", "file-list", "--output", out,
+          "--max-error-ratio", 0.5)
+    lines = results(out)
+    assert [line["instance"] for line in lines] == [f"{tmp_path}/f{i}.bin" for i in range(3)] + [f"{tmp_path}/gone"]
+    assert lines[0]["prediction"] == "cba" and "cannot read" in lines[3]["error"]["message"]
+
+
+def test_a_corrupt_tfrecord_fails_the_job_naming_file_and_offset(tmp_path, sklearn_dir):
+    with open(tmp_path / "in.tfrecord", "wb") as f:
+        write_tfrecord(f, b"[1.0, 2.0, 3.0, 4.0]")
+        write_tfrecord(f, b"[1.0, 2.0, 3.0, 4.0]")
+    data = bytearray((tmp_path / "in.tfrecord").read_bytes())
+    data[-6] ^= 0xFF
+    (tmp_path / "in.tfrecord").write_bytes(bytes(data))
+    proc = batch(sklearn_dir, "--input", tmp_path / "in.tfrecord", "--format", "tf-record", "--output",
+                 tmp_path / "out", check=False)
+    assert proc.returncode == 1
+    assert f"corrupt TFRecord file {tmp_path}/in.tfrecord: the record at byte 36 fails its CRC-32C check" \
+        in proc.stderr.decode()
+    assert not list((tmp_path / "out").glob("prediction.results-*"))  # no partial shard
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "bigquery"], "export the table to JSON lines"),
+    (["--format", "jsonl", "--input", "/nonexistent/*.jsonl"], "no input file matches /nonexistent/*.jsonl"),
+    (["--format", "jsonl", "--included-fields", "a", "--excluded-fields", "b"], "cannot both be set"),
+])
+def test_job_level_errors_exit_1_with_a_clear_message(tmp_path, sklearn_dir, args, message):
+    source = write_jsonl(tmp_path / "in.jsonl", [[1, 2, 3, 4]])
+    proc = batch(sklearn_dir, "--input", source, "--output", tmp_path / "out", *args, check=False)
+    assert proc.returncode == 1 and message in proc.stderr.decode()
+
+
+def test_no_model_fails_the_job(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [[1, 2, 3, 4]])
+    proc = batch(tmp_path / "missing-model", "--input", source, "--format", "jsonl", "--output", tmp_path / "o",
+                 check=False)
+    assert proc.returncode == 1 and "the model did not load" in proc.stderr.decode()
+
+
+def test_another_jobs_output_prefix_is_refused(tmp_path, sklearn_dir):
+    first = write_jsonl(tmp_path / "a.jsonl", [[1, 2, 3, 4]])
+    second = write_jsonl(tmp_path / "b.jsonl", [[1, 2, 3, 4]])
+    batch(sklearn_dir, "--input", first, "--format", "jsonl", "--output", tmp_path / "out")
+    proc = batch(sklearn_dir, "--input", second, "--format", "jsonl", "--output", tmp_path / "out", check=False)
+    assert proc.returncode == 1 and "belongs to another job (it differs in inputs)" in proc.stderr.decode()
+
+
+def start_job(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hyperserve.server", "batch", *map(str, args)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=str(ROOT))
+
+
+def kill_after_shards(proc: subprocess.Popen, out: Path, shards: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(out.glob("prediction.results-*"))) < shards:
+        assert proc.poll() is None, f"the job ended before it could be killed: {proc.stderr.read().decode()}"
+        assert time.monotonic() < deadline, "no shard was committed in time"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def check_resumed(out: Path, rows, total_shards: int) -> None:
+    lines = results(out)
+    assert len(lines) == len(rows)  # nothing lost, nothing twice
+    assert [line["instance"] for line in lines] == rows.tolist()
+    assert len(list(out.glob("prediction.results-*"))) == total_shards
+    assert not list(out.glob(".prediction.*"))  # the killed run's unfinished shard is gone
+
+
+def test_resume_after_sigkill_skips_committed_shards_and_loses_nothing(tmp_path, sklearn_dir, iris):
+    rows = np.tile(iris[0], (200, 1))[:30000]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out"
+    # Slow on purpose (one small request at a time), so that the kill lands mid-job.
+    slow = ("--rows-per-shard", 1000, "--concurrency", 1, "--batch-size", 8, "--max-batch-size", 8)
+    job = start_job(sklearn_dir, "--input", source, "--format", "jsonl", "--output", out, *slow)
+    kill_after_shards(job, out, 3)
+    done = len(list(out.glob("prediction.results-*")))
+    assert done < 30
+    proc = batch(sklearn_dir, "--input", source, "--format", "jsonl", "--output", out, *slow)
+    summary = summary_of(proc)
+    assert summary["shards_skipped"] >= done and summary["instances"] == 30000
+    check_resumed(out, rows, 30)
+
+
+# -- against an endpoint ---------------------------------------------------------------------
+
+def test_endpoint_against_a_running_hyperserve_gives_the_in_process_output(tmp_path, start_server, sklearn_dir,
+                                                                           iris_rows):
+    server = start_server([sklearn_dir])
+    source = write_jsonl(tmp_path / "in.jsonl", iris_rows)
+    batch(sklearn_dir, "--input", source, "--format", "jsonl", "--output", tmp_path / "local")
+    proc = batch("--input", source, "--format", "jsonl", "--output", tmp_path / "remote",
+                 "--endpoint", server.url + "/predict")
+    assert results(tmp_path / "remote") == results(tmp_path / "local")
+    assert summary_of(proc)["engine"] == "endpoint"
+
+
+class Flaky:
+    """A predict route that answers 503 to its first calls, then sums each instance; an instance
+    of [-1] makes the whole request a 400, as a model refusing one row would."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.calls = 0
+        self.sizes: list[int] = []
+
+    def __call__(self, request: Request):
+        self.calls += 1
+        if self.calls <= self.failures:
+            return Response.error(503, "warming up", {"retry-after": "0"})
+        instances = orjson.loads(request.body)["instances"]
+        assert "parameters" not in orjson.loads(request.body)
+        self.sizes.append(len(instances))
+        if [-1] in instances:
+            return Response.error(400, "instance [-1] is not allowed")
+        return Response.json({"predictions": [sum(i) for i in instances]})
+
+
+def test_endpoint_retries_503_then_isolates_rows_a_400_refuses(tmp_path):
+    flaky = Flaky(failures=3)
+    server = ServerThread(flaky)
+    try:
+        source = tmp_path / "in.jsonl"
+        source.write_text("".join(f"[{i}, 1]\n" for i in range(10)) + "[-1]\n" + "[5, 5]\n")
+        proc = batch("--input", source, "--format", "jsonl", "--output", tmp_path / "out", "--endpoint",
+                     server.url + "/predict", "--batch-size", 4, "--concurrency", 1, "--max-error-ratio", 0.5)
+    finally:
+        server.stop()
+    lines = results(tmp_path / "out")
+    assert [line.get("prediction") for line in lines] == [i + 1 for i in range(10)] + [None, 10]
+    assert lines[10] == {"instance": [-1], "error": {"code": 400, "message": "instance [-1] is not allowed"}}
+    # 3 refused calls, 3 batches, then the failed batch's rows one by one.
+    assert flaky.calls == 3 + 3 + 4 and flaky.sizes[:3] == [4, 4, 4] and flaky.sizes[3:] == [1, 1, 1, 1]
+    assert summary_of(proc)["errors"] == 1
+
+
+def test_an_endpoint_that_never_answers_fails_the_job(tmp_path):
+    from tests.conftest import free_port
+
+    source = write_jsonl(tmp_path / "in.jsonl", [[1, 2, 3, 4]])
+    proc = batch("--input", source, "--format", "jsonl", "--output", tmp_path / "out", "--endpoint",
+                 f"http://127.0.0.1:{free_port()}/predict", "--max-retries", 2, check=False)
+    assert proc.returncode == 1 and "did not answer after 3 attempts" in proc.stderr.decode()
+
+
+# -- gs:// -----------------------------------------------------------------------------------
+
+def test_gs_inputs_with_a_wildcard_and_gs_output(tmp_path, gcs_emulator, sklearn_dir, iris_rows, expected):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from tests.helpers.gcs import upload
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "a.jsonl", iris_rows[:100])
+    write_jsonl(data / "b.jsonl", iris_rows[100:150])
+    (data / "skip.txt").write_text("not an input\n")
+    upload(gcs_emulator, "batch", "inputs", data)
+    env = {"STORAGE_EMULATOR_HOST": gcs_emulator}
+    args = (sklearn_dir, "--input", "gs://batch/inputs/*.jsonl", "--format", "jsonl", "--output",
+            "gs://batch/results/job1", "--rows-per-shard", 60, "--cache-dir", tmp_path / "cache")
+    proc = batch(*args, env=env)
+    assert summary_of(proc)["shards"] == 3  # 60 + 40 from a.jsonl, 50 from b.jsonl
+    client = storage.Client(credentials=AnonymousCredentials(), project="test",
+                            client_options={"api_endpoint": gcs_emulator})
+    names = sorted(b.name for b in client.list_blobs("batch", prefix="results/job1/"))
+    assert names == ["results/job1/job.json", "results/job1/job_summary.json",
+                     *[f"results/job1/prediction.errors_stats-0000{i}-of-00003" for i in range(3)],
+                     *[f"results/job1/prediction.results-0000{i}-of-00003" for i in range(3)]]
+    lines = [json.loads(line) for name in names if "results-" in name
+             for line in client.bucket("batch").blob(name).download_as_text().splitlines()]
+    assert [line["prediction"] for line in lines] == expected[:150]
+    again = summary_of(batch(*args, env=env))  # everything committed: a re-run writes nothing
+    assert again["shards_skipped"] == 3 and again["instances"] == 150
