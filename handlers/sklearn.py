@@ -36,6 +36,12 @@ class SklearnHandler(Handler):
     artifact_suffixes = ()
 
     def load(self, artifact: Path, config: HandlerConfig) -> None:
+        if config.intra_op_threads > 0:
+            # BLAS and OpenMP pools (an MLP's matmuls, tree ensembles): one batch job actor or
+            # worker per core wants one thread each, not a pool per core in every one of them.
+            from threadpoolctl import threadpool_limits
+
+            self._thread_limits = threadpool_limits(limits=config.intra_op_threads)
         self.model = load_pickled(artifact)
         if config.method not in METHODS:
             raise ServingError(f"--method must be one of {METHODS}, got '{config.method}'")

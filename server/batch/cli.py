@@ -193,7 +193,8 @@ async def in_process(args, spec: JobSpec, files, shards, out: Output):
         claim(out, manifest(spec, files, shards, wrap))
         progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
         try:
-            results = await run_shards(ShardRun(spec, InProcess(plane, model), wrap), shards, out, progress)
+            run = ShardRun(spec, InProcess(plane, model, spec.parameters), wrap)
+            results = await run_shards(run, shards, out, progress)
         finally:
             progress.close()
         return Ran(results, time.monotonic() - progress.started, "in-process")

@@ -101,10 +101,15 @@ class Items:
 Converter = Callable[[Batch], Items]
 
 
-def converter(fmt: str, config: InstanceConfig, wrap: bool, header: list[str] | None = None) -> Converter:
-    """The function from a batch of ``fmt`` records to its instances (CSV needs its file's ``header``)."""
+def converter(fmt: str, config: InstanceConfig, wrap: bool, header: list[str] | None = None,
+              lines_checked: bool = False) -> Converter:
+    """The function from a batch of ``fmt`` records to its instances (CSV needs its file's ``header``).
+    ``lines_checked``: the predictor itself checks that a request decodes to one instance per line
+    and to nothing else, so JSON lines need no scan of their own."""
     if fmt == JSONL:
         if not config.reshapes:
+            if lines_checked:
+                return _wrapped_lines_as_sent if wrap else _lines_as_sent
             return _wrapped_lines if wrap else _lines
         return _each(lambda data: _reshaped(_loads(data), config, wrap), config.key_field is not None)
     if fmt == CSV:
@@ -145,10 +150,21 @@ def _lines(batch: Batch) -> Items:
                  [(i, _as_json(data[i]), RowError(400, "not a JSON value")) for i in bad], len(data))
 
 
-def _wrapped_lines(batch: Batch) -> Items:
-    items = _lines(batch)
+def _lines_as_sent(batch: Batch) -> Items:
+    return Items(batch.data, batch.data, None, None, [], len(batch.data))
+
+
+def _wrap(items: Items) -> Items:
     items.sent = items.shown = [line if line.startswith(b"{") else b'{"data":' + line + b"}" for line in items.sent]
     return items
+
+
+def _wrapped_lines(batch: Batch) -> Items:
+    return _wrap(_lines(batch))
+
+
+def _wrapped_lines_as_sent(batch: Batch) -> Items:
+    return _wrap(_lines_as_sent(batch))
 
 
 def _loads(data: bytes) -> Any:
@@ -243,7 +259,7 @@ def _listed(data: bytes, wrap: bool) -> Instance:
     try:
         uri = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise RowError(400, f"the file list's line is not UTF-8") from None
+        raise RowError(400, "the file list's line is not UTF-8") from None
     shown = orjson.dumps(uri)
     try:
         data = read_listed(uri)

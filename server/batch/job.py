@@ -71,9 +71,12 @@ class ShardResult:
     predictions: int
     errors: list[dict]  # [{"code", "message", "count"}]
     skipped: bool = False  # committed by an earlier run
+    span: tuple[float, float] = (0.0, 0.0)  # time.time() when this run started and finished it
 
 
 class Predictor(Protocol):
+    lines_checked: bool  # it refuses a request that does not decode to one instance per line
+
     async def predict(self, body: bytes, count: int) -> list[bytes]: ...
 
 
@@ -140,7 +143,9 @@ class ShardRun:
 
     async def run(self, shard: Shard, out: Output) -> ShardResult:
         spec = self.spec
-        convert = converter(spec.format, spec.config, self.wrap, self._header(shard))
+        began = time.time()
+        convert = converter(spec.format, spec.config, self.wrap, self._header(shard),
+                            self.predictor.lines_checked)
         batches = read(shard.path, spec.format, shard.start, shard.rows, shard.lines_before, spec.batch_size)
         loop = asyncio.get_running_loop()
         errors: Counter[tuple[int, str]] = Counter()
@@ -186,7 +191,8 @@ class ShardRun:
             raise
         failed = sum(errors.values())
         return ShardResult(shard.index, shard.rows, shard.rows - failed,
-                           [{"code": c, "message": m, "count": n} for (c, m), n in errors.most_common()])
+                           [{"code": c, "message": m, "count": n} for (c, m), n in errors.most_common()],
+                           span=(began, time.time()))
 
     def _header(self, shard: Shard) -> list[str] | None:
         if self.spec.format != CSV:

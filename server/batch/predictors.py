@@ -64,11 +64,22 @@ def _each(response: InferResponse, requests: list[InferRequest]) -> list:
 
 
 class InProcess:
-    def __init__(self, plane: DataPlane, model: DeployedModel):
+    """``parameters``: what the job sends; a request that decodes to other parameters, another
+    signature or another count of instances than it has lines was reshaped by a line of its own."""
+
+    def __init__(self, plane: DataPlane, model: DeployedModel, parameters: bytes | None = None):
         self.plane = plane
         self.model = model
         self.inputs = model.handler.capabilities.inputs
         self.batchable = model.handler.capabilities.batchable
+        self.parameters = orjson.loads(parameters) if parameters is not None else {}
+        # What it decodes it checks, for the handlers whose decoded request it sees whole.
+        self.lines_checked = self.inputs is not Inputs.REQUEST
+
+    def _check(self, count: int, decoded: int, parameters: dict, signature_name: str | None = None) -> None:
+        if decoded != count or parameters != self.parameters or signature_name is not None:
+            raise RequestFailed(400, f"the request decodes to {decoded} instances, not one per line ({count}), "
+                                     "or to other parameters")
 
     async def predict(self, body: bytes, count: int) -> list[bytes]:
         try:
@@ -84,8 +95,9 @@ class InProcess:
         plane, model = self.plane, self.model
         request, fmt = await plane.run_codec(vertex_json.decode_predict_request, body, model.signature,
                                              model.handler.signature_named)
-        if fmt != vertex_json.ROW or request.batch_size != count:
-            raise RequestFailed(400, f"the instances decode to {request.batch_size} rows, not {count}")
+        if fmt != vertex_json.ROW:
+            raise RequestFailed(400, "a line reshaped the request into the columnar format")
+        self._check(count, request.batch_size, request.parameters, request.signature_name)
         plane.check_ready(model)
         future = asyncio.get_running_loop().create_future()
         plane.submit(model, plane.prepare(request, {}), lambda result: _settle(future, result), _each)
@@ -93,6 +105,7 @@ class InProcess:
 
     async def _rows(self, body: bytes, count: int) -> list[bytes]:
         rows, parameters = await self.plane.run_codec(torchserve_codec.instance_rows, body)
+        self._check(count, len(rows), parameters)
         response = await self.plane.infer(self.model, InferRequest({ROWS: rows}, len(rows), parameters))
         statuses = response.metadata.get("status") or ()
         for status, prediction in zip(statuses, response.outputs[PREDICTIONS]):
@@ -122,6 +135,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 class Endpoint:
     """POSTs each request to ``url``; at most ``concurrency`` in flight."""
+
+    lines_checked = False  # the server's decoding is not seen here: lines are scanned before they are sent
 
     def __init__(self, url: str, *, concurrency: int, retries: int, backoff_s: float = 0.5,
                  max_backoff_s: float = 30.0, timeout_s: float = 600.0, headers: dict[str, str] | None = None):

@@ -31,7 +31,7 @@ class ShardActor:
         logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.plane, self.model = load_model(args)
-        self.run = ShardRun(spec, InProcess(self.plane, self.model), wrap)
+        self.run = ShardRun(spec, InProcess(self.plane, self.model, spec.parameters), wrap)
         self.out = Output(spec.output, spec.cache_dir / "batch-spool", clean=False)
         try:
             import uvloop
@@ -49,7 +49,8 @@ class ShardActor:
             results.append(self.loop.run_until_complete(self.run.run(shard, self.out)))
         return {"index": [r.index for r in results], "instances": [r.instances for r in results],
                 "predictions": [r.predictions for r in results],
-                "errors": [orjson.dumps(r.errors).decode() for r in results]}
+                "errors": [orjson.dumps(r.errors).decode() for r in results],
+                "began": [r.span[0] for r in results], "ended": [r.span[1] for r in results]}
 
 
 def _plain(value):
@@ -110,7 +111,7 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
                                          batch_size=1, concurrency=actors, num_cpus=1)
             for row in mapped.iter_rows():
                 result = ShardResult(int(row["index"]), int(row["instances"]), int(row["predictions"]),
-                                     orjson.loads(row["errors"]))
+                                     orjson.loads(row["errors"]), span=(float(row["began"]), float(row["ended"])))
                 results[result.index] = result
                 progress.shard_done(result)
         except JobFailed:
@@ -120,7 +121,10 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
         finally:
             progress.close()
             ray.shutdown()
-    return Ran([results[s.index] for s in shards], time.monotonic() - started, "ray")
+    ran = [r for r in results.values() if not r.skipped]
+    # As the local engine counts from after its model loaded: from the first shard an actor began.
+    predict_s = max(r.span[1] for r in ran) - min(r.span[0] for r in ran) if ran else time.monotonic() - started
+    return Ran([results[s.index] for s in shards], predict_s, "ray")
 
 
 def _cause(err: BaseException) -> str:

@@ -39,13 +39,17 @@ class Batch:
 
     data: list[bytes]
     path: str
-    lines: list[int] | None = None  # each record's line (text formats)
-    offsets: list[int] | None = None  # each record's byte (TFRecords)
+    first_line: int = 0  # text formats: the first record's line, when the batch has no blank line
+    lines: list[int] | None = None  # text formats with blank lines: each record's line
+    offsets: list[int] | None = None  # TFRecords: each record's byte
+
+    def line(self, i: int) -> int:
+        return self.lines[i] if self.lines is not None else self.first_line + i
 
     def where(self, i: int) -> str:
-        if self.lines is not None:
-            return f"{self.path}:{self.lines[i]}"
-        return f"{self.path}@{self.offsets[i]}"
+        if self.offsets is not None:
+            return f"{self.path}@{self.offsets[i]}"
+        return f"{self.path}:{self.line(i)}"
 
 
 def _open(path: str, fmt: str) -> IO[bytes]:
@@ -142,15 +146,16 @@ def _line_batches(f: IO[bytes], path: str, count: int, line: int, size: int) -> 
         if not raw:
             raise JobFailed(f"input {path} changed while the job read it: it ends before its last record")
         data = [r.strip() for r in raw]
-        numbers = list(range(line + 1, line + 1 + len(raw)))
+        first = line + 1
         line += len(raw)
-        if not all(data):  # blank lines hold no record
-            kept = [(n, d) for n, d in zip(numbers, data) if d]
-            numbers, data = [n for n, _ in kept], [d for _, d in kept]
-            if not data:
-                continue
-        count -= len(data)
-        yield Batch(data, path, lines=numbers)
+        if all(data):
+            count -= len(data)
+            yield Batch(data, path, first_line=first)
+            continue
+        kept = [(first + i, d) for i, d in enumerate(data) if d]  # blank lines hold no record
+        if kept:
+            count -= len(kept)
+            yield Batch([d for _, d in kept], path, lines=[n for n, _ in kept])
 
 
 def _tfrecord_batches(f: IO[bytes], path: str, offset: int, count: int, size: int) -> Iterator[Batch]:

@@ -71,7 +71,8 @@ def _expand_gs(uri: str, cache_dir: Path) -> list[InputFile]:
             if blob.name.endswith("/"):
                 continue
             version = str(blob.generation or blob.etag or blob.size)
-            local = cache_dir / "inputs" / hashlib.sha256(f"{bucket_name}/{blob.name}@{version}".encode()).hexdigest()[:20]
+            digest = hashlib.sha256(f"{bucket_name}/{blob.name}@{version}".encode()).hexdigest()[:20]
+            local = cache_dir / "inputs" / digest
             if not local.exists():
                 local.parent.mkdir(parents=True, exist_ok=True)
                 partial = local.with_suffix(".part")

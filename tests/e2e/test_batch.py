@@ -78,21 +78,25 @@ def test_jsonl_in_process_every_row_in_order_with_summary(tmp_path, sklearn_dir,
 
 def test_bad_rows_fail_alone_with_counts_and_the_error_ratio_decides_the_exit(tmp_path, sklearn_dir):
     source = tmp_path / "in.jsonl"
-    source.write_text('[5.1, 3.5, 1.4, 0.2]\n[1, 2]\n\n"text"\n[6.7, 3.0, 5.2, 2.3]\n[1,2,3,4]]\n')
+    # Two values on one line would be two instances: the line fails, its neighbours do not.
+    source.write_text('[5.1, 3.5, 1.4, 0.2]\n[1, 2]\n\n"text"\n[6.7, 3.0, 5.2, 2.3]\n[1,2,3,4]]\n'
+                      '[5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2]\n[4.9, 3.0, 1.4, 0.2]\n')
     out = tmp_path / "out"
     proc = batch(sklearn_dir, "--input", source, "--format", "jsonl", "--output", out, "--max-error-ratio", 0.9)
     lines = results(out)
     assert [("prediction" in line, line.get("error", {}).get("code")) for line in lines] == \
-        [(True, None), (False, 400), (False, 400), (True, None), (False, 400)]
+        [(True, None), (False, 400), (False, 400), (True, None), (False, 400), (False, 400), (True, None)]
     assert lines[1]["instance"] == [1, 2] and "shape [4]" in lines[1]["error"]["message"]
     assert lines[4]["instance"] == "[1,2,3,4]]"
+    assert lines[5]["instance"] == "[5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2]"
+    assert "decodes to 2 instances, not one per line" in lines[5]["error"]["message"]
     stats = [json.loads(line) for line in (out / "prediction.errors_stats-00000-of-00001").read_text().splitlines()]
-    assert sum(s["count"] for s in stats) == 3 and all(set(s) == {"code", "message", "count"} for s in stats)
-    assert summary_of(proc)["errors"] == 3
+    assert sum(s["count"] for s in stats) == 4 and all(set(s) == {"code", "message", "count"} for s in stats)
+    assert summary_of(proc)["errors"] == 4
     # The same job with the default ratio (0.1) exits 1, after writing everything; a re-run resumes it.
     failed = batch(sklearn_dir, "--input", source, "--format", "jsonl", "--output", tmp_path / "strict", check=False)
     assert failed.returncode == 1 and "more than --max-error-ratio" in failed.stderr.decode()
-    assert len(results(tmp_path / "strict")) == 5
+    assert len(results(tmp_path / "strict")) == 7
 
 
 def test_csv_with_instance_config_and_key_field(tmp_path, sklearn_dir, iris_rows, expected):
@@ -324,3 +328,48 @@ def test_gs_inputs_with_a_wildcard_and_gs_output(tmp_path, gcs_emulator, sklearn
     assert [line["prediction"] for line in lines] == expected[:150]
     again = summary_of(batch(*args, env=env))  # everything committed: a re-run writes nothing
     assert again["shards_skipped"] == 3 and again["instances"] == 150
+
+
+# -- Ray -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A local Ray cluster (`ray start --head`), as a user would run one, stopped afterwards."""
+    pytest.importorskip("ray.data", reason="needs Ray Data (pip install 'hyperserve[ray]')")
+    from tests.conftest import free_port
+
+    ray = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    temp = Path(f"/tmp/ray-hs-{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
+    started = subprocess.run([ray, "start", "--head", "--port", str(port), "--num-cpus", "2", "--temp-dir", str(temp),
+                              "--disable-usage-stats", "--include-dashboard", "false"],
+                             capture_output=True, timeout=180)
+    assert started.returncode == 0, started.stderr.decode()
+    yield f"127.0.0.1:{port}"
+    subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, ray_cluster, sklearn_dir, iris_rows):
+    source = write_jsonl(tmp_path / "in.jsonl", iris_rows)
+    args = (sklearn_dir, "--input", source, "--format", "jsonl", "--rows-per-shard", 700)
+    batch(*args, "--output", tmp_path / "local")
+    proc = batch(*args, "--output", tmp_path / "ray", "--engine", "ray", "--ray-address", ray_cluster)
+    summary = summary_of(proc)
+    assert (summary["engine"], summary["shards"], summary["instances"]) == ("ray", 5, 3000)
+    for name in sorted(p.name for p in (tmp_path / "local").glob("prediction.*")):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+
+
+def test_ray_engine_resumes_after_sigkill(tmp_path, ray_cluster, sklearn_dir, iris):
+    rows = np.tile(iris[0], (100, 1))[:12000]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out"
+    args = (sklearn_dir, "--input", source, "--format", "jsonl", "--output", out, "--engine", "ray", "--ray-address",
+            ray_cluster, "--rows-per-shard", 500, "--concurrency", 1, "--batch-size", 4, "--max-batch-size", 4)
+    kill_after_shards(start_job(*args), out, 2, timeout=240)
+    done = len(list(out.glob("prediction.results-*")))
+    assert done < 24
+    time.sleep(2)  # the killed driver's actors end with it
+    summary = summary_of(batch(*args))
+    assert summary["shards_skipped"] >= done and summary["instances"] == 12000
+    check_resumed(out, rows, 24)

@@ -21,7 +21,7 @@ from hyperserve.server.types import InferResponse
 
 
 def body_for(fmt, lines, config=InstanceConfig(), wrap=False, header=None, parameters=None):
-    items = converter(fmt, config, wrap, header)(Batch(lines, "in", lines=list(range(1, len(lines) + 1))))
+    items = converter(fmt, config, wrap, header)(Batch(lines, "in", first_line=1))
     return orjson.loads(request_body(items.sent, parameters)), items
 
 
@@ -194,7 +194,7 @@ def test_every_shard_reads_exactly_its_own_records_in_order(tmp_path_factory, li
         for batch in read(str(path), fmt, start, min(every, count - k * every), before, size):
             assert 1 <= len(batch.data) <= size
             got.extend(batch.data)
-            numbers.extend(batch.lines)
+            numbers.extend(batch.line(i) for i in range(len(batch.data)))
     assert got == expected
     file_lines = path.read_bytes().split(b"\n")
     assert [file_lines[n - 1].strip() for n in numbers] == expected  # line numbers name the right lines

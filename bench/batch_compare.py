@@ -1,0 +1,222 @@
+"""Batch prediction throughput, in one run with interleaved rounds (issue 17's table):
+
+  python -m hyperserve.bench.batch_compare --rows 1000000 --rounds 3
+
+- **in process**: ``hyperserve batch`` on N iris rows from JSON lines (W1's LogisticRegression);
+- **script**: the straightforward script doing the same work (bench/peers/batch_script.py: orjson
+  per line, numpy, ``model.predict`` on batches of 64, orjson out);
+- **endpoint → hyperserve**: ``hyperserve batch --endpoint`` POSTing batches of 64 to ``hyperserve
+  serve`` (one worker) on the same machine;
+- **endpoint → CPR**: the same client POSTing batches of 64 to Google's CPR model server with its
+  SklearnPredictor (the way Vertex runs a job on the CPR image; bench/peers/install.sh cpr). It is
+  slow, so it scores the first --cpr-rows rows: rows/s is a rate either way;
+- **Ray**: ``--engine ray`` on W2's MLP (784-64-10) with 1 actor and with 2, on a local cluster.
+
+Rows/s exclude model loading (each engine's summary counts from its first shard; the script from
+after its load). Peak RSS is each job process's own (wait4). Writes bench/results/<date>-vm-batch.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .peers.run import build_w1, build_w2, cpu_model, wait_ready
+from .peers.servers import ROOT, VENVS, _cpr, free_port, python_env
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def iris_jsonl(path: Path, rows: int) -> Path:
+    if path.exists() and sum(1 for _ in open(path, "rb")) == rows:
+        return path
+    from sklearn.datasets import load_iris
+
+    x, _ = load_iris(return_X_y=True)
+    rng = np.random.default_rng(0)
+    with open(path, "w") as f:
+        for start in range(0, rows, 100_000):
+            block = x[rng.integers(0, len(x), min(100_000, rows - start))]
+            f.write("".join(f"[{a:.1f}, {b:.1f}, {c:.1f}, {d:.1f}]\n" for a, b, c, d in block))
+    return path
+
+
+def w2_jsonl(path: Path, rows: int) -> Path:
+    if path.exists() and sum(1 for _ in open(path, "rb")) == rows:
+        return path
+    rng = np.random.default_rng(1)
+    with open(path, "wb") as f:
+        for start in range(0, rows, 5000):
+            block = rng.random((min(5000, rows - start), 784), dtype=np.float32)
+            np.savetxt(f, block, fmt="%.3f", delimiter=",", header="", comments="", newline="]\n[")
+    data = path.read_bytes()  # savetxt writes "row]\n[row]\n[": make every line one array
+    path.write_bytes(b"[" + data[:-1])
+    return path
+
+
+def run_job(argv: list[str], env: dict | None = None) -> dict:
+    """A job process; its summary (its stdout) with its own peak RSS."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(ROOT),
+                            env={**python_env(), **(env or {})})
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}")
+    summary = json.loads(out)
+    summary["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return summary
+
+
+def batch_argv(*args) -> list[str]:
+    return [sys.executable, "-m", "hyperserve.server", "batch", *map(str, args), "--no-progress",
+            "--log-level", "warning"]
+
+
+class Served:
+    def __init__(self, argv, env, ready_url):
+        self.proc = subprocess.Popen(argv, env={**python_env(), **env}, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=str(ROOT), start_new_session=True)
+        wait_ready(ready_url, self.proc, 120)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--cpr-rows", type=int, default=20_000)
+    parser.add_argument("--w2-rows", type=int, default=60_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip", default="", help="comma-separated: cpr, endpoint, ray")
+    parser.add_argument("--work", default=str(ROOT / "bench" / ".work" / "batch"))
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    iris_dir, _ = build_w1(work)
+    source = iris_jsonl(work / f"iris-{args.rows}.jsonl", args.rows)
+    cpr_source = iris_jsonl(work / f"iris-{args.cpr_rows}.jsonl", args.cpr_rows)
+    if "cpr" not in skip and not (VENVS / "cpr" / "bin" / "python").exists():
+        raise SystemExit("the CPR peer is not installed: bash bench/peers/install.sh cpr (or --skip cpr)")
+
+    def out(name: str) -> Path:
+        path = work / "out" / name
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    rows: dict[str, list[dict]] = {}
+    for round_ in range(args.rounds):
+        results = {
+            "in process": run_job(batch_argv(iris_dir, "--input", source, "--format", "jsonl",
+                                             "--output", out("local"))),
+            "script": None,
+        }
+        script = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "batch_script.py"),
+                                 str(iris_dir / "model.joblib"), str(source), str(work / "out" / "script.jsonl")],
+                                capture_output=True, check=True, env=python_env())
+        results["script"] = json.loads(script.stdout)
+        if "endpoint" not in skip:
+            port = free_port()
+            served = Served([sys.executable, "-m", "hyperserve.server", "serve", str(iris_dir), "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1", "--grpc-port", "0", "--max-batch-size", "4096",
+                             "--log-level", "warning"], {}, f"http://127.0.0.1:{port}/health")
+            try:
+                results["endpoint → hyperserve"] = run_job(batch_argv(
+                    "--input", source, "--format", "jsonl", "--output", out("endpoint"),
+                    "--endpoint", f"http://127.0.0.1:{port}/predict"))
+            finally:
+                served.stop()
+        if "cpr" not in skip:
+            port = free_port()
+            launch = _cpr(iris_dir, "model", port, work, "sklearn")
+            served = Served(launch.argv, launch.env, launch.ready_url)
+            try:
+                results["endpoint → CPR (batches of 64)"] = run_job(batch_argv(
+                    "--input", cpr_source, "--format", "jsonl", "--output", out("cpr"),
+                    "--endpoint", launch.predict_url, "--concurrency", 8))
+            finally:
+                served.stop()
+        for name, result in results.items():
+            rows.setdefault(name, []).append(result)
+        print(f"round {round_ + 1}: " + ", ".join(f"{n} {r['rows_per_s']:,.0f} rows/s" for n, r in results.items()),
+              flush=True)
+
+    ray_rows: dict[int, list[dict]] = {}
+    if "ray" not in skip:
+        mlp_dir, _ = build_w2(work)
+        w2 = w2_jsonl(work / f"w2-{args.w2_rows}.jsonl", args.w2_rows)
+        ray = str(Path(sys.executable).parent / "ray")
+        ray_port = free_port()
+        subprocess.run([ray, "start", "--head", "--port", str(ray_port), "--num-cpus", "2", "--disable-usage-stats",
+                        "--include-dashboard", "false"], check=True, capture_output=True)
+        try:
+            for round_ in range(args.rounds):
+                for actors in (1, 2):
+                    result = run_job(batch_argv(mlp_dir, "--input", w2, "--format", "jsonl", "--output",
+                                                out(f"ray{actors}"), "--engine", "ray", "--ray-actors", actors,
+                                                "--ray-address", f"127.0.0.1:{ray_port}", "--rows-per-shard", 2000,
+                                                "--intra-op-threads", 1),
+                                     env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+                    ray_rows.setdefault(actors, []).append(result)
+                    print(f"ray round {round_ + 1}, {actors} actor(s): {result['rows_per_s']:,.0f} rows/s", flush=True)
+        finally:
+            subprocess.run([ray, "stop", "--force"], capture_output=True)
+
+    # A 1M-row job's memory against a job a tenth its size: the job streams.
+    small = iris_jsonl(work / f"iris-{args.rows // 10}.jsonl", args.rows // 10)
+    small_rss = run_job(batch_argv(iris_dir, "--input", small, "--format", "jsonl", "--output", out("small")))
+    meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "rows": args.rows, "cpr_rows": args.cpr_rows, "w2_rows": args.w2_rows, "rounds": args.rounds,
+            "small_job_rows": args.rows // 10, "small_job_peak_rss_mb": small_rss["peak_rss_mb"]}
+    doc = {"meta": meta, "iris": rows, "ray_w2": {str(k): v for k, v in ray_rows.items()}}
+    stem = RESULTS / f"{meta['date']}-vm-batch"
+    stem.with_suffix(".json").write_text(json.dumps(doc, indent=2))
+    stem.with_suffix(".md").write_text(markdown(doc))
+    print(stem.with_suffix(".md").read_text())
+    return 0
+
+
+def median(values) -> float:
+    return float(np.median(list(values)))
+
+
+def markdown(doc: dict) -> str:
+    meta, iris, ray = doc["meta"], doc["iris"], doc["ray_w2"]
+    local = median(r["rows_per_s"] for r in iris["in process"])
+    lines = [f"# Batch prediction, {meta['date']}", "",
+             f"{meta['cpu']}, {meta['cores']} cores; medians of {meta['rounds']} interleaved rounds. "
+             f"`python -m hyperserve.bench.batch_compare --rows {meta['rows']} --rounds {meta['rounds']}`", "",
+             f"## {meta['rows']:,} iris rows from JSON lines (W1's LogisticRegression)", "",
+             "| how | rows/s | in process ÷ this | peak RSS (MB) |", "|---|---:|---:|---:|"]
+    for name, runs in iris.items():
+        rate = median(r["rows_per_s"] for r in runs)
+        rss = median(r["peak_rss_mb"] for r in runs if "peak_rss_mb" in r) if "peak_rss_mb" in runs[0] else None
+        lines.append(f"| {name} | {rate:,.0f} | {local / rate:.2f}× | {'' if rss is None else f'{rss:.0f}'} |")
+    lines += ["", f"CPR scores the first {meta['cpr_rows']:,} rows (rows/s is a rate). Peak RSS of an in-process "
+              f"job of {meta['small_job_rows']:,} rows: {meta['small_job_peak_rss_mb']:.0f} MB "
+              f"(of {meta['rows']:,} rows: {median(r['peak_rss_mb'] for r in iris['in process']):.0f} MB)."]
+    if ray:
+        one, two = median(r["rows_per_s"] for r in ray["1"]), median(r["rows_per_s"] for r in ray["2"])
+        lines += ["", f"## Ray engine, {meta['w2_rows']:,} rows of W2 (MLP 784-64-10), local cluster of 2 CPUs", "",
+                  "| actors | rows/s | ÷ 1 actor |", "|---:|---:|---:|",
+                  f"| 1 | {one:,.0f} | 1.00× |", f"| 2 | {two:,.0f} | {two / one:.2f}× |"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
