@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
 import time
@@ -15,14 +14,15 @@ from ..config import SERVE_OPTIONS, add_options
 from ..errors import ServingError
 from .errors import JobFailed
 from .instances import InstanceConfig
-from .job import JobSpec, Progress, Ran, ShardRun, claim, finish, manifest, plan, run_shards, summary
+from .engines import against_endpoint, in_process, in_processes
+from .job import JobSpec, finish, plan, summary
 from .output import Output
 from .records import BIGQUERY, FORMATS
 
 log = logging.getLogger("hyperserve.batch")
 
 # The serve options that shape how a model loads and runs; the batch job takes them too.
-MODEL_FLAGS = ("--model-name", "--framework", "--predictor", "--cpr-handler", "--method", "--device",
+MODEL_FLAGS = ("--workers", "--model-name", "--framework", "--predictor", "--cpr-handler", "--method", "--device",
                "--trust-model-code", "--install-requirements", "--max-archive-bytes", "--intra-op-threads",
                "--inter-op-threads", "--model-threads", "--isolation", "--max-batch-size", "--preferred-batch-sizes",
                "--max-queue-delay-us", "--max-queue", "--warmup-requests", "--warmup-file", "--request-timeout",
@@ -33,6 +33,9 @@ MODEL_FLAGS = ("--model-name", "--framework", "--predictor", "--cpr-handler", "-
 BATCH_DEFAULTS = {o.flag: dataclasses.replace(o, default=4096, help="most instances one framework call takes: queued "
                                               "requests are merged up to it (1: one request a call)")
                   for o in SERVE_OPTIONS if o.flag == "--max-batch-size"}
+BATCH_DEFAULTS.update({o.flag: dataclasses.replace(o, help="processes running shards in process, each loading the "
+                                                   "model once (0: one per GPU when one is usable, else one per core)")
+                       for o in SERVE_OPTIONS if o.flag == "--workers"})
 
 DESCRIPTION = """\
 Run a Vertex AI batch prediction job: read instances from files, send them to the model in
@@ -159,69 +162,6 @@ def job_spec(args: argparse.Namespace) -> JobSpec:
                    cache_dir=Path(args.cache_dir), progress=args.progress)
 
 
-def load_model(args: argparse.Namespace):
-    """The model of MODEL_URI, loaded and ready, in its own data plane."""
-    from .. import __version__
-    from ..dataplane import DataPlane
-    from ..serve import deployed_models
-
-    args.model, args.model_config, args.default_model = None, None, None
-    repository = deployed_models(args)
-    plane = DataPlane(repository, request_timeout=args.request_timeout, server_version=__version__)
-    model = plane.default_model
-    try:
-        model.load()
-    except ServingError as err:
-        plane.close()
-        raise JobFailed(f"the model did not load: {err.message}") from None
-    except Exception as err:  # noqa: BLE001 - a framework's own error: the job cannot run
-        plane.close()
-        raise JobFailed(f"the model did not load: {type(err).__name__}: {err}") from None
-    return plane, model
-
-
-def wraps(spec: JobSpec, framework: str) -> bool:
-    return spec.wrap_data or framework == "torchserve"
-
-
-async def in_process(args, spec: JobSpec, files, shards, out: Output):
-    from .predictors import InProcess
-
-    plane, model = await asyncio.to_thread(load_model, args)
-    try:
-        wrap = wraps(spec, model.framework)
-        claim(out, manifest(spec, files, shards, wrap))
-        progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
-        try:
-            run = ShardRun(spec, InProcess(plane, model, spec.parameters), wrap)
-            results = await run_shards(run, shards, out, progress)
-        finally:
-            progress.close()
-        return Ran(results, time.monotonic() - progress.started, "in-process")
-    finally:
-        plane.close()
-
-
-async def against_endpoint(args, spec: JobSpec, files, shards, out: Output):
-    from .predictors import Endpoint
-
-    headers = {}
-    for header in args.header:
-        name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise JobFailed(f"--header takes NAME:VALUE, got {header!r}")
-        headers[name.strip()] = value.strip()
-    claim(out, manifest(spec, files, shards, spec.wrap_data))
-    progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
-    try:
-        async with Endpoint(args.endpoint, concurrency=spec.concurrency, retries=args.max_retries,
-                            timeout_s=args.request_timeout or 3600.0, headers=headers) as endpoint:
-            results = await run_shards(ShardRun(spec, endpoint, spec.wrap_data), shards, out, progress)
-    finally:
-        progress.close()
-    return Ran(results, time.monotonic() - progress.started, "endpoint")
-
-
 def run_loop(coro):
     from ..serve import run_loop as serve_loop
 
@@ -241,7 +181,13 @@ def main(args: argparse.Namespace) -> int:
         elif args.endpoint:
             ran = run_loop(against_endpoint(args, spec, files, shards, out))
         else:
-            ran = run_loop(in_process(args, spec, files, shards, out))
+            from ..workers import resolve_workers
+
+            workers = min(resolve_workers(args), len(shards))
+            if workers > 1:
+                ran = in_processes(args, spec, files, shards, out, workers)
+            else:
+                ran = run_loop(in_process(args, spec, files, shards, out))
         return finish(spec, out, summary(spec, ran.results, time.monotonic() - started, ran.predict_s, ran.engine))
     except (JobFailed, ServingError) as err:
         log.error("batch job failed: %s", err.message)

@@ -307,12 +307,35 @@ def finish(spec: JobSpec, out: Output, doc: dict) -> int:
     return 0
 
 
-async def run_shards(run: ShardRun, shards: list[Shard], out: Output, progress: Progress) -> list[ShardResult]:
-    results = []
-    for shard in shards:
-        result = committed(out, shard) or await run.run(shard, out)
-        progress.shard_done(result)
-        results.append(result)
+async def run_shards(run: ShardRun, shards: list[Shard], out: Output, progress: Progress,
+                     ahead: int = 2) -> list[ShardResult]:
+    """Every shard, in order, ``ahead`` at a time: the next shard's requests are queued while the
+    last of this one's are answered, so the model never waits at a shard's end."""
+    results: list[ShardResult] = []
+    running: deque = deque()
+    upcoming = iter(shards)
+
+    def start_next() -> bool:
+        shard = next(upcoming, None)
+        if shard is None:
+            return False
+        done = committed(out, shard)
+        running.append(done if done is not None else asyncio.ensure_future(run.run(shard, out)))
+        return True
+
+    try:
+        while len(running) < ahead and start_next():
+            pass
+        while running:
+            head = running.popleft()
+            result = head if isinstance(head, ShardResult) else await head
+            progress.shard_done(result)
+            results.append(result)
+            start_next()
+    finally:
+        for task in running:
+            if not isinstance(task, ShardResult):
+                task.cancel()
     return results
 
 

@@ -140,27 +140,23 @@ class Endpoint:
 
     def __init__(self, url: str, *, concurrency: int, retries: int, backoff_s: float = 0.5,
                  max_backoff_s: float = 30.0, timeout_s: float = 600.0, headers: dict[str, str] | None = None):
+        from .http_client import HttpClient
+
         self.url = url
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        self.timeout_s = timeout_s
-        self.headers = {"content-type": "application/json", **(headers or {})}
-        self._gate = asyncio.Semaphore(concurrency)
-        self._session = None
+        try:
+            self.client = HttpClient(url, size=concurrency, timeout_s=timeout_s, headers=headers or {})
+        except ValueError as err:
+            raise JobFailed(str(err)) from None
         self.retried = 0  # attempts that were retried (the summary reports them)
 
     async def __aenter__(self) -> Endpoint:
-        try:
-            import aiohttp
-        except ImportError:
-            raise JobFailed("--endpoint needs aiohttp: pip install 'hyperserve[batch]'") from None
-        self._aiohttp = aiohttp
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await self._session.close()
+        self.client.close()
 
     def _delay(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
@@ -172,9 +168,8 @@ class Endpoint:
                 self.retried += 1
                 await asyncio.sleep(self._delay(attempt - 1))
             try:
-                async with self._gate, self._session.post(self.url, data=body, headers=self.headers) as reply:
-                    status, data = reply.status, await reply.read()
-            except (self._aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+                status, data = await self.client.post(body)
+            except (OSError, asyncio.TimeoutError) as err:
                 last = JobFailed(f"the endpoint {self.url} did not answer after {attempt + 1} attempts: "
                                  f"{type(err).__name__}: {err}")
                 continue

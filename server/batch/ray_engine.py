@@ -8,45 +8,31 @@ import argparse
 import dataclasses
 import logging
 import os
-import time
 
 import orjson
 
 from .errors import JobFailed
-from .job import JobSpec, Progress, Ran, Shard, ShardResult, ShardRun, claim, committed, manifest
+from .engines import ShardWorker, framework_of, span_of, wraps
+from .job import JobSpec, Progress, Ran, Shard, ShardResult, claim, committed, manifest
 from .output import Output
 from .sources import InputFile
 
 log = logging.getLogger("hyperserve.batch")
 
 
-class ShardActor:
-    """One Ray actor: the model, loaded once; each call runs the shards of its batch."""
+class ShardActor(ShardWorker):
+    """A Ray actor: a ShardWorker whose calls are Ray Data batches of shards."""
 
     def __init__(self, args: argparse.Namespace, spec: JobSpec, wrap: bool):
-        from ..serve import run_loop  # noqa: F401 - uvloop, as everywhere else
-        from .cli import load_model
-        from .predictors import InProcess
-
         logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self.plane, self.model = load_model(args)
-        self.run = ShardRun(spec, InProcess(self.plane, self.model, spec.parameters), wrap)
-        self.out = Output(spec.output, spec.cache_dir / "batch-spool", clean=False)
-        try:
-            import uvloop
-
-            self.loop = uvloop.new_event_loop()
-        except ImportError:  # pragma: no cover - uvloop is a core dependency on Linux
-            import asyncio
-
-            self.loop = asyncio.new_event_loop()
+        super().__init__(args, spec, wrap)
 
     def __call__(self, batch: dict) -> dict:
         results = []
         for i in range(len(batch["index"])):
             shard = Shard(**{f.name: _plain(batch[f.name][i]) for f in dataclasses.fields(Shard)})
-            results.append(self.loop.run_until_complete(self.run.run(shard, self.out)))
+            results.append(self.run(shard))
         return {"index": [r.index for r in results], "instances": [r.instances for r in results],
                 "predictions": [r.predictions for r in results],
                 "errors": [orjson.dumps(r.errors).decode() for r in results],
@@ -55,23 +41,6 @@ class ShardActor:
 
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
-
-
-def framework_of(args: argparse.Namespace) -> str:
-    """The model's framework, found from its files without loading it (the driver needs only this)."""
-    from pathlib import Path
-
-    from hyperserve.handlers import registry
-
-    from ..repository.model import latest_version_dir
-    from ..repository.storage import fetch
-
-    if args.framework not in ("", "auto"):
-        return args.framework
-    if args.predictor or args.cpr_handler:
-        return "cpr"
-    path, _ = latest_version_dir(fetch(args.model_uri, Path(args.cache_dir)))
-    return registry.detect(path)[0]
 
 
 def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], shards: list[Shard],
@@ -83,7 +52,7 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
         import ray.data
     except ImportError:
         raise JobFailed("--engine ray needs Ray Data: pip install 'hyperserve[ray]'") from None
-    wrap = spec.wrap_data or framework_of(args) == "torchserve"
+    wrap = wraps(spec, framework_of(args))
     claim(out, manifest(spec, files, shards, wrap))
     progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
     results: dict[int, ShardResult] = {}
@@ -95,7 +64,6 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
         else:
             results[shard.index] = done
             progress.shard_done(done)
-    started = time.monotonic()
     if todo:
         address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
         try:
@@ -121,10 +89,7 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
         finally:
             progress.close()
             ray.shutdown()
-    ran = [r for r in results.values() if not r.skipped]
-    # As the local engine counts from after its model loaded: from the first shard an actor began.
-    predict_s = max(r.span[1] for r in ran) - min(r.span[0] for r in ran) if ran else time.monotonic() - started
-    return Ran([results[s.index] for s in shards], predict_s, "ray")
+    return Ran([results[s.index] for s in shards], span_of(results.values()), "ray")
 
 
 def _cause(err: BaseException) -> str:

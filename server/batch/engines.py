@@ -1,0 +1,199 @@
+"""Where a job's shards run: in this process, in worker processes, or against an endpoint (Ray
+is ``ray_engine``). Each engine hands back every shard's result and the seconds spent predicting.
+
+A ``ShardWorker`` is one model loaded in its own data plane and event loop, running whole shards:
+the process pool's workers and Ray's actors are each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from ..errors import ServingError
+from .errors import JobFailed
+from .job import JobSpec, Progress, Ran, Shard, ShardResult, ShardRun, claim, committed, manifest, run_shards
+from .output import Output
+from .sources import InputFile
+
+log = logging.getLogger("hyperserve.batch")
+
+
+def load_model(args: argparse.Namespace):
+    """The model of MODEL_URI, loaded and ready, in its own data plane."""
+    from .. import __version__
+    from ..dataplane import DataPlane
+    from ..serve import deployed_models
+
+    args.model, args.model_config, args.default_model = None, None, None
+    repository = deployed_models(args)
+    plane = DataPlane(repository, request_timeout=args.request_timeout, server_version=__version__)
+    model = plane.default_model
+    try:
+        model.load()
+    except ServingError as err:
+        plane.close()
+        raise JobFailed(f"the model did not load: {err.message}") from None
+    except Exception as err:  # noqa: BLE001 - a framework's own error: the job cannot run
+        plane.close()
+        raise JobFailed(f"the model did not load: {type(err).__name__}: {err}") from None
+    return plane, model
+
+
+def framework_of(args: argparse.Namespace) -> str:
+    """The model's framework, from its files, without loading it (what a driver needs to know)."""
+    from pathlib import Path
+
+    from hyperserve.handlers import registry
+
+    from ..repository.model import latest_version_dir
+    from ..repository.storage import fetch
+
+    if args.framework not in ("", "auto"):
+        return args.framework
+    if args.predictor or args.cpr_handler:
+        return "cpr"
+    path, _ = latest_version_dir(fetch(args.model_uri, Path(args.cache_dir)))
+    return registry.detect(path)[0]
+
+
+def wraps(spec: JobSpec, framework: str) -> bool:
+    """Vertex's PyTorch images take {"data": ...}: so do TorchServe archives here."""
+    return spec.wrap_data or framework == "torchserve"
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a core dependency on Linux
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class ShardWorker:
+    """The model, loaded once; ``run(shard)`` predicts a whole shard and commits it."""
+
+    def __init__(self, args: argparse.Namespace, spec: JobSpec, wrap: bool):
+        from .predictors import InProcess
+
+        self.plane, self.model = load_model(args)
+        self.run_shard = ShardRun(spec, InProcess(self.plane, self.model, spec.parameters), wrap)
+        self.out = Output(spec.output, spec.cache_dir / "batch-spool", clean=False)
+        self.loop = new_loop()
+
+    def run(self, shard: Shard) -> ShardResult:
+        return self.loop.run_until_complete(self.run_shard.run(shard, self.out))
+
+
+# -- this process --------------------------------------------------------------------------
+
+async def in_process(args, spec: JobSpec, files: list[InputFile], shards: list[Shard], out: Output) -> Ran:
+    from .predictors import InProcess
+
+    plane, model = await asyncio.to_thread(load_model, args)
+    try:
+        wrap = wraps(spec, model.framework)
+        claim(out, manifest(spec, files, shards, wrap))
+        progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
+        try:
+            run = ShardRun(spec, InProcess(plane, model, spec.parameters), wrap)
+            results = await run_shards(run, shards, out, progress)
+        finally:
+            progress.close()
+        return Ran(results, time.monotonic() - progress.started, "in-process")
+    finally:
+        plane.close()
+
+
+# -- worker processes ------------------------------------------------------------------------
+
+_worker: ShardWorker | None = None
+_worker_args: tuple | None = None
+
+
+def _start_worker(args, spec, wrap, driver: int) -> None:
+    global _worker_args
+    from ..workers import _die_with_supervisor
+
+    _die_with_supervisor(driver)  # a killed job leaves no worker running on
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _worker_args = (args, spec, wrap)
+
+
+def _run_in_worker(shard: Shard) -> ShardResult:
+    global _worker
+    if _worker is None:  # loaded by the first shard, so that a failed load reaches the job with its cause
+        _worker = ShardWorker(*_worker_args)
+    return _worker.run(shard)
+
+
+def in_processes(args, spec: JobSpec, files: list[InputFile], shards: list[Shard], out: Output,
+                 workers: int) -> Ran:
+    """The shards on ``workers`` processes (spawned, each loading the model once), in any order;
+    each output shard is still its records in input order."""
+    import multiprocessing
+
+    wrap = wraps(spec, framework_of(args))
+    claim(out, manifest(spec, files, shards, wrap))
+    progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
+    results: dict[int, ShardResult] = {}
+    todo = []
+    for shard in shards:
+        done = committed(out, shard)
+        if done is None:
+            todo.append(shard)
+        else:
+            results[shard.index] = done
+            progress.shard_done(done)
+    try:
+        if todo:
+            context = multiprocessing.get_context("spawn")  # no threads of this process cross into a worker
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_start_worker,
+                                     initargs=(args, spec, wrap, os.getpid())) as pool:
+                running = [pool.submit(_run_in_worker, shard) for shard in todo]
+                try:
+                    for finished in as_completed(running):
+                        result = finished.result()
+                        results[result.index] = result
+                        progress.shard_done(result)
+                except BaseException:
+                    for future in running:
+                        future.cancel()
+                    raise
+    finally:
+        progress.close()
+    return Ran([results[s.index] for s in shards], span_of(results.values()), "in-process")
+
+
+def span_of(results) -> float:
+    """Seconds from the first shard this run began to the last it finished (loading excluded,
+    as the single-process engine counts from after its load)."""
+    ran = [r for r in results if not r.skipped]
+    return max(r.span[1] for r in ran) - min(r.span[0] for r in ran) if ran else 0.0
+
+
+# -- a running server --------------------------------------------------------------------------
+
+async def against_endpoint(args, spec: JobSpec, files: list[InputFile], shards: list[Shard], out: Output) -> Ran:
+    from .predictors import Endpoint
+
+    headers = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise JobFailed(f"--header takes NAME:VALUE, got {header!r}")
+        headers[name.strip()] = value.strip()
+    claim(out, manifest(spec, files, shards, spec.wrap_data))
+    progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
+    try:
+        async with Endpoint(args.endpoint, concurrency=spec.concurrency, retries=args.max_retries,
+                            timeout_s=args.request_timeout or 3600.0, headers=headers) as endpoint:
+            results = await run_shards(ShardRun(spec, endpoint, spec.wrap_data), shards, out, progress)
+    finally:
+        progress.close()
+    return Ran(results, time.monotonic() - progress.started, "endpoint")
