@@ -81,7 +81,7 @@ class ShardWorker:
         from .predictors import InProcess
 
         self.plane, self.model = load_model(args)
-        self.run_shard = ShardRun(spec, InProcess(self.plane, self.model, spec.parameters), wrap)
+        self.run_shard = ShardRun(spec, InProcess(self.plane, self.model, spec.parameters, decode_thread=False), wrap)
         self.out = Output(spec.output, spec.cache_dir / "batch-spool", clean=False)
         self.loop = new_loop()
 

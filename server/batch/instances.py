@@ -284,10 +284,18 @@ def request_body(instances: list[bytes], parameters: bytes | None) -> bytes:
     return body + b"}"
 
 
-def result_lines(names: list[bytes], predictions: list[bytes], keyed: bool) -> list[bytes]:
-    """``{"instance": ..., "prediction": ...}`` lines (``"key"`` when ``keyed``)."""
+def result_lines(names: list[bytes], predictions: list[bytes], keyed: bool) -> bytes:
+    """``{"instance": ..., "prediction": ...}`` lines (``"key"`` when ``keyed``), in one join:
+    the pieces are laid out by slice assignment, with no bytes object made per line."""
     head = b'{"key":' if keyed else b'{"instance":'
-    return [head + name + b',"prediction":' + prediction + b"}\n" for name, prediction in zip(names, predictions)]
+    count = len(names)
+    if not count:
+        return b""
+    parts = [b',"prediction":'] * (4 * count + 1)
+    parts[0::4] = [head] + [b"}\n" + head] * (count - 1) + [b"}\n"]
+    parts[1::4] = names
+    parts[3::4] = predictions
+    return b"".join(parts)
 
 
 def error_line(shown: bytes, key: bytes | None, code: int, message: str) -> bytes:

@@ -156,10 +156,11 @@ class ShardRun:
             with f:
                 async def write_next():
                     nonlocal written
-                    lines, failures = await window.popleft()
-                    f.write(b"".join(lines))
-                    written += len(lines)
-                    errors.update(failures)
+                    text, count, failures = await window.popleft()
+                    f.write(text)
+                    written += count
+                    if failures:
+                        errors.update(failures)
 
                 more = True
                 while more or window:
@@ -200,36 +201,38 @@ class ShardRun:
         with open(shard.path, "rb") as f:
             return read_header(f.readline(), f"{shard.uri}:1")
 
-    async def _lines(self, items: Items) -> tuple[list[bytes], list[tuple[int, str]]]:
-        """Each record's output line (and the failures among them): one request for the batch,
-        then, if it fails, one per instance."""
+    async def _lines(self, items: Items) -> tuple[bytes, int, list[tuple[int, str]]]:
+        """The records' output lines (with their count, and the failures among them): one request
+        for the batch, then, if it fails, one per instance."""
         predictions: list = []
+        whole = True
         if items.sent:
             try:
                 predictions = await self.predictor.predict(request_body(items.sent, self.spec.parameters),
                                                            len(items.sent))
             except RequestFailed as err:
+                whole = False
                 if len(items.sent) == 1:
                     predictions = [err]
                 else:
                     predictions = await asyncio.gather(*(self._alone(sent) for sent in items.sent))
         keyed = items.keys is not None
         names = items.keys if keyed else items.shown
-        if not items.failed and all(type(p) is bytes for p in predictions):  # the usual batch
-            return result_lines(names, predictions, keyed), []
+        if whole and not items.failed:  # the usual batch
+            return result_lines(names, predictions, keyed), items.size, []
         lines: list = [None] * items.size
         failures = []
         positions = items.positions or range(items.size)
         for position, name, shown, prediction in zip(positions, names, items.shown, predictions):
             if type(prediction) is bytes:
-                lines[position] = result_lines([name], [prediction], keyed)[0]
+                lines[position] = result_lines([name], [prediction], keyed)
             else:
                 lines[position] = error_line(shown, name if keyed else None, prediction.code, prediction.message)
                 failures.append((prediction.code, prediction.message))
         for position, shown, err in items.failed:
             lines[position] = error_line(shown, None, err.code, err.message)
             failures.append((err.code, err.message))
-        return lines, failures
+        return b"".join(lines), items.size, failures
 
     async def _alone(self, sent: bytes):
         try:

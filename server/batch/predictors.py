@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
@@ -20,7 +21,7 @@ from hyperserve.handlers.torchserve.handler import PREDICTIONS, ROWS
 
 from ..codecs import torchserve as torchserve_codec
 from ..codecs import vertex_json
-from ..dataplane import DataPlane
+from ..dataplane import OFF_LOOP_DECODE_BYTES, DataPlane
 from ..errors import ServingError
 from ..repository.model import DeployedModel
 from ..types import InferRequest, InferResponse
@@ -67,7 +68,8 @@ class InProcess:
     """``parameters``: what the job sends; a request that decodes to other parameters, another
     signature or another count of instances than it has lines was reshaped by a line of its own."""
 
-    def __init__(self, plane: DataPlane, model: DeployedModel, parameters: bytes | None = None):
+    def __init__(self, plane: DataPlane, model: DeployedModel, parameters: bytes | None = None,
+                 decode_thread: bool = True):
         self.plane = plane
         self.model = model
         self.inputs = model.handler.capabilities.inputs
@@ -75,6 +77,19 @@ class InProcess:
         self.parameters = orjson.loads(parameters) if parameters is not None else {}
         # What it decodes it checks, for the handlers whose decoded request it sees whole.
         self.lines_checked = self.inputs is not Inputs.REQUEST
+        self.decode_thread = decode_thread
+        self._decoder: ThreadPoolExecutor | None = None
+
+    async def _decode(self, decode, body: bytes, *args):
+        """A large body decodes on a thread of the job's own, overlapping the loop and the model
+        (``decode_thread``: a job of one process; its workers and Ray actors have a core each, and
+        decode where they run). Not the server's codec thread: that one runs niced, to keep
+        health probes answered, and starves when a job's processes fill every core."""
+        if not self.decode_thread or len(body) <= OFF_LOOP_DECODE_BYTES:
+            return decode(body, *args)
+        if self._decoder is None:
+            self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-decode")
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, decode, body, *args)
 
     def _check(self, count: int, decoded: int, parameters: dict, signature_name: str | None = None) -> None:
         if decoded != count or parameters != self.parameters or signature_name is not None:
@@ -93,8 +108,8 @@ class InProcess:
 
     async def _tensors(self, body: bytes, count: int) -> list[bytes]:
         plane, model = self.plane, self.model
-        request, fmt = await plane.run_codec(vertex_json.decode_predict_request, body, model.signature,
-                                             model.handler.signature_named)
+        request, fmt = await self._decode(vertex_json.decode_predict_request, body, model.signature,
+                                          model.handler.signature_named)
         if fmt != vertex_json.ROW:
             raise RequestFailed(400, "a line reshaped the request into the columnar format")
         self._check(count, request.batch_size, request.parameters, request.signature_name)
@@ -104,7 +119,7 @@ class InProcess:
         return await future
 
     async def _rows(self, body: bytes, count: int) -> list[bytes]:
-        rows, parameters = await self.plane.run_codec(torchserve_codec.instance_rows, body)
+        rows, parameters = await self._decode(torchserve_codec.instance_rows, body)
         self._check(count, len(rows), parameters)
         response = await self.plane.infer(self.model, InferRequest({ROWS: rows}, len(rows), parameters))
         statuses = response.metadata.get("status") or ()
@@ -116,7 +131,7 @@ class InProcess:
     async def _whole_request(self, body: bytes, count: int) -> list[bytes]:
         from ..protocols.cpr import decode
 
-        request = await self.plane.run_codec(decode, body, self.batchable)
+        request = await self._decode(decode, body, self.batchable)
         response = await self.plane.infer(self.model, request)
         if RESPONSE in response.outputs:
             result = response.outputs[RESPONSE][0]

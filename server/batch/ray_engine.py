@@ -66,6 +66,7 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
             progress.shard_done(done)
     if todo:
         address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+        _check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
         except Exception as err:  # noqa: BLE001 - Ray's errors for an unreachable cluster vary
@@ -90,6 +91,19 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
             progress.close()
             ray.shutdown()
     return Ran([results[s.index] for s in shards], span_of(results.values()), "ray")
+
+
+def _check_reachable(address: str | None) -> None:
+    """A cluster address that nothing answers on fails at once (ray.init would retry for minutes)."""
+    import socket
+
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+    except (OSError, ValueError) as err:
+        raise JobFailed(f"cannot connect to the Ray cluster at {address}: {err}") from None
 
 
 def _cause(err: BaseException) -> str:

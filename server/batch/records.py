@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import struct
 from dataclasses import dataclass
-from itertools import islice
 from typing import IO, Iterator
 
 from .errors import JobFailed
@@ -141,13 +140,32 @@ def read(path: str, fmt: str, start: int, count: int, lines_before: int, size: i
 
 
 def _line_batches(f: IO[bytes], path: str, count: int, line: int, size: int) -> Iterator[Batch]:
+    """Lines read a block at a time and split in one call, then cut into batches."""
+    pending: list[bytes] = []  # lines read; those from ``taken`` on are not in a batch yet
+    taken = 0
+    tail = b""  # a partial line at the end of the last block
+    eof = False
     while count:
-        raw = list(islice(f, min(size, count)))
-        if not raw:
+        if len(pending) - taken < size and not eof:
+            pending = pending[taken:]
+            taken = 0
+            while len(pending) < size and not eof:
+                block = f.read(READ_BYTES)
+                if not block:
+                    eof = True
+                    if tail:
+                        pending.append(tail)
+                    break
+                lines = (tail + block).split(b"\n")
+                tail = lines.pop()
+                pending.extend(lines)
+        if taken >= len(pending):
             raise JobFailed(f"input {path} changed while the job read it: it ends before its last record")
-        data = [r.strip() for r in raw]
+        raw = pending[taken:taken + min(size, count)]
+        taken += len(raw)
         first = line + 1
         line += len(raw)
+        data = [r.strip() for r in raw]
         if all(data):
             count -= len(data)
             yield Batch(data, path, first_line=first)
@@ -156,6 +174,9 @@ def _line_batches(f: IO[bytes], path: str, count: int, line: int, size: int) -> 
         if kept:
             count -= len(kept)
             yield Batch([d for _, d in kept], path, lines=[n for n, _ in kept])
+
+
+READ_BYTES = 1 << 20
 
 
 def _tfrecord_batches(f: IO[bytes], path: str, offset: int, count: int, size: int) -> Iterator[Batch]:

@@ -212,9 +212,12 @@ def test_file_list_sends_each_files_bytes_and_names_it_by_uri(tmp_path):
 # -- output lines ------------------------------------------------------------------------------
 
 def test_output_lines_are_json_with_instance_or_key():
-    assert [orjson.loads(x) for x in result_lines([b"[1]", b'{"a":2}'], [b"0", b'"x"'], False)] == \
-        [{"instance": [1], "prediction": 0}, {"instance": {"a": 2}, "prediction": "x"}]
-    assert orjson.loads(result_lines([b'"k1"'], [b"1.5"], True)[0]) == {"key": "k1", "prediction": 1.5}
+    text = result_lines([b"[1]", b'{"a":2}', b"3"], [b"0", b'"x"', b"[1,2]"], False)
+    assert text.endswith(b"\n") and [orjson.loads(x) for x in text.splitlines()] == \
+        [{"instance": [1], "prediction": 0}, {"instance": {"a": 2}, "prediction": "x"},
+         {"instance": 3, "prediction": [1, 2]}]
+    assert orjson.loads(result_lines([b'"k1"'], [b"1.5"], True)) == {"key": "k1", "prediction": 1.5}
+    assert result_lines([], [], False) == b""
     # An instance the model refused that is not JSON is named by its text, so the line stays JSON.
     assert orjson.loads(error_line(b"nope", None, 400, "bad")) == \
         {"instance": "nope", "error": {"code": 400, "message": "bad"}}
