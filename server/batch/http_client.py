@@ -23,6 +23,8 @@ class _Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.reusable = False
         self.lost = False
+        self.framed = False  # Content-Length or chunked: else the body ends with the connection
+        self.headers_done = False
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -36,14 +38,25 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.lost = True
+        if exc is None and self.headers_done and not self.framed and self.waiter is not None:
+            self.on_message_complete()  # a body delimited by the end of the connection
+            return
         self._fail(ConnectionError(f"the connection closed before the response ended ({exc or 'EOF'})"))
 
     # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
-        self.reusable = self.parser.should_keep_alive()
+        self.reusable = not self.lost and self.parser.should_keep_alive()
+        self.framed = self.headers_done = False
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result((self.parser.get_status_code(), b"".join(self.chunks)))
@@ -57,6 +70,8 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: bytes) -> tuple[int, bytes]:
         self.waiter = asyncio.get_running_loop().create_future()
         self.reusable = False
+        if self.lost:
+            raise ConnectionError("the connection closed")
         self.transport.write(request)
         return await self.waiter
 
