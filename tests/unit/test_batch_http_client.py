@@ -38,7 +38,8 @@ async def serve(replies: list[bytes], seen: list[bytes], connections: list[int])
 def test_keep_alive_chunked_close_and_hang_up():
     async def main():
         replies = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-                   b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nbus\r\n1\r\ny\r\n0\r\n\r\n",
+                   b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"3\r\nbus\r\n1\r\ny\r\n0\r\n\r\n",
                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]  # then the peer hangs up
         seen, connections = [], []
