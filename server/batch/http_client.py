@@ -1,9 +1,9 @@
 """A small keep-alive HTTP/1.1 client for ``--endpoint``: POST a body, get (status, body).
 
-Why not aiohttp: per request it cost the job more CPU than the server spent answering
-(bench/results/2026-12-02-vm-batch.md: the endpoint job at 2.6 times the rows/s with this
-client). Responses are parsed by httptools (llhttp), the parser the server itself uses; this
-module only keeps the connections: one request at a time on each, at most ``size`` open.
+Why not aiohttp: its Python cost per request was the job's bottleneck; with this client the same
+job ran at 1.32 times the rows/s (bench/results/2026-12-02-vm-batch-endpoint-client.md).
+Responses are parsed by httptools (llhttp), the parser the server itself uses; this module only
+keeps the connections: one request at a time on each, at most ``size`` open.
 """
 
 from __future__ import annotations
