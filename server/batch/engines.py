@@ -132,12 +132,9 @@ def _run_in_worker(shard: Shard) -> ShardResult:
     return _worker.run(shard)
 
 
-def in_processes(args, spec: JobSpec, files: list[InputFile], shards: list[Shard], out: Output,
-                 workers: int) -> Ran:
-    """The shards on ``workers`` processes (spawned, each loading the model once), in any order;
-    each output shard is still its records in input order."""
-    import multiprocessing
-
+def start_parallel(args, spec: JobSpec, files: list[InputFile], shards: list[Shard], out: Output):
+    """What an engine of many processes does first, in the driver: claim the output, and sort the
+    shards an earlier run committed from those to run. (wrap, progress, results so far, todo)."""
     wrap = wraps(spec, framework_of(args))
     claim(out, manifest(spec, files, shards, wrap))
     progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
@@ -150,6 +147,16 @@ def in_processes(args, spec: JobSpec, files: list[InputFile], shards: list[Shard
         else:
             results[shard.index] = done
             progress.shard_done(done)
+    return wrap, progress, results, todo
+
+
+def in_processes(args, spec: JobSpec, files: list[InputFile], shards: list[Shard], out: Output,
+                 workers: int) -> Ran:
+    """The shards on ``workers`` processes (spawned, each loading the model once), in any order;
+    each output shard is still its records in input order."""
+    import multiprocessing
+
+    wrap, progress, results, todo = start_parallel(args, spec, files, shards, out)
     try:
         if todo:
             context = multiprocessing.get_context("spawn")  # no threads of this process cross into a worker

@@ -12,8 +12,8 @@ import os
 import orjson
 
 from .errors import JobFailed
-from .engines import ShardWorker, framework_of, span_of, wraps
-from .job import JobSpec, Progress, Ran, Shard, ShardResult, claim, committed, manifest
+from .engines import ShardWorker, span_of, start_parallel
+from .job import JobSpec, Ran, Shard, ShardResult
 from .output import Output
 from .sources import InputFile
 
@@ -52,18 +52,7 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
         import ray.data
     except ImportError:
         raise JobFailed("--engine ray needs Ray Data: pip install 'hyperserve[ray]'") from None
-    wrap = wraps(spec, framework_of(args))
-    claim(out, manifest(spec, files, shards, wrap))
-    progress = Progress(sum(s.rows for s in shards), len(shards), spec.progress)
-    results: dict[int, ShardResult] = {}
-    todo = []
-    for shard in shards:
-        done = committed(out, shard)
-        if done is None:
-            todo.append(shard)
-        else:
-            results[shard.index] = done
-            progress.shard_done(done)
+    wrap, progress, results, todo = start_parallel(args, spec, files, shards, out)
     if todo:
         address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
         _check_reachable(address)
