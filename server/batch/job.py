@@ -183,8 +183,8 @@ class ShardRun:
                 raise JobFailed(f"shard {shard.index} of {shard.uri}: wrote {written} lines for {shard.rows} records")
             stats = b"".join(orjson.dumps({"code": c, "message": m, "count": n}) + b"\n"
                              for (c, m), n in errors.most_common())
-            out.write(shard.errors_stats, stats)  # before the results: committed results mean both are there
-            out.commit(shard.results, spooled)
+            # Off the loop (an upload to gs:// takes a while): the next shard's requests go on meanwhile.
+            await loop.run_in_executor(None, _commit, out, shard, stats, spooled)
         except BaseException:
             for task in window:
                 task.cancel()
@@ -239,6 +239,11 @@ class ShardRun:
             return (await self.predictor.predict(request_body([sent], self.spec.parameters), 1))[0]
         except RequestFailed as err:
             return err
+
+
+def _commit(out: Output, shard: Shard, stats: bytes, spooled: str) -> None:
+    out.write(shard.errors_stats, stats)  # before the results: committed results mean both are there
+    out.commit(shard.results, spooled)
 
 
 class Progress:

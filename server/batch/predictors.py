@@ -165,7 +165,6 @@ class Endpoint:
             self.client = HttpClient(url, size=concurrency, timeout_s=timeout_s, headers=headers or {})
         except ValueError as err:
             raise JobFailed(str(err)) from None
-        self.retried = 0  # attempts that were retried (the summary reports them)
 
     async def __aenter__(self) -> Endpoint:
         return self
@@ -180,7 +179,6 @@ class Endpoint:
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             if attempt:
-                self.retried += 1
                 await asyncio.sleep(self._delay(attempt - 1))
             try:
                 status, data = await self.client.post(body)

@@ -9,9 +9,12 @@ file-list file, or a TFRecord's data. ``index`` walks a file once and notes wher
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from dataclasses import dataclass
 from typing import IO, Iterator
+
+import google_crc32c
 
 from .errors import JobFailed
 
@@ -26,8 +29,6 @@ _MASK_DELTA = 0xA282EAD8
 
 def masked_crc32c(data: bytes | memoryview) -> int:
     """TFRecord's checksum: CRC-32C, rotated right by 15 bits, plus a constant."""
-    import google_crc32c
-
     crc = google_crc32c.value(bytes(data))
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
@@ -89,6 +90,8 @@ def _index_lines(f: IO[bytes], every: int, header: bool) -> tuple[int, list[tupl
 def _index_tfrecords(f: IO[bytes], path: str, every: int) -> tuple[int, list[tuple[int, int]]]:
     offset = count = 0
     starts: list[tuple[int, int]] = []
+    # A plain file skips each record's data with a seek; gzip has to decompress through it.
+    size = None if isinstance(f, gzip.GzipFile) else os.fstat(f.fileno()).st_size
     while True:
         head = f.read(12)
         if not head:
@@ -98,19 +101,12 @@ def _index_tfrecords(f: IO[bytes], path: str, every: int) -> tuple[int, list[tup
             starts.append((offset, 0))
         count += 1
         skip = length + 4
-        if hasattr(f, "seekable") and f.seekable() and not isinstance(f, gzip.GzipFile):
-            end = f.seek(skip, 1)
-            if end > _size(f):
+        if size is not None:
+            if f.seek(skip, 1) > size:
                 raise JobFailed(f"corrupt TFRecord file {path}: the record at byte {offset} is truncated")
         elif len(f.read(skip)) != skip:
             raise JobFailed(f"corrupt TFRecord file {path}: the record at byte {offset} is truncated")
         offset += 12 + skip
-
-
-def _size(f) -> int:
-    import os
-
-    return os.fstat(f.fileno()).st_size
 
 
 def _frame_length(head: bytes, path: str, offset: int) -> int:
