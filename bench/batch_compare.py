@@ -8,8 +8,10 @@
 - **endpoint → hyperserve**: ``hyperserve batch --endpoint`` POSTing batches of 64 to ``hyperserve
   serve`` (one worker) on the same machine;
 - **endpoint → CPR**: the same client POSTing batches of 64 to Google's CPR model server with its
-  SklearnPredictor (the way Vertex runs a job on the CPR image; bench/peers/install.sh cpr). It is
-  slow, so it scores the first --cpr-rows rows: rows/s is a rate either way;
+  SklearnPredictor (the way Vertex runs a job on the CPR image; bench/peers/install.sh cpr), once
+  with one uvicorn worker (as in W1) and once as the image's entrypoint starts it (its
+  VERTEX_CPR_WORKERS_PER_CORE default: max(2, cores) workers). It is slow, so it scores the first
+  --cpr-rows rows: rows/s is a rate either way;
 - **Ray**: ``--engine ray`` on W2's MLP (784-64-10) with 1 actor and with 2, on a local cluster.
 
 Rows/s exclude model loading (each engine's summary counts from its first shard; the script from
@@ -34,6 +36,7 @@ from .peers.run import build_w1, build_w2, cpu_model, wait_ready
 from .peers.servers import ROOT, VENVS, _cpr, free_port, python_env
 
 RESULTS = ROOT / "bench" / "results"
+CPR_IMAGE_DEFAULT = "endpoint → CPR, as its image starts it (2 workers here)"
 
 
 def iris_jsonl(path: Path, rows: int) -> Path:
@@ -182,15 +185,20 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 served.stop()
         if "cpr" not in skip:
-            port = free_port()
-            launch = _cpr(iris_dir, "model", port, work, "sklearn")
-            served = Served(launch.argv, launch.env, launch.ready_url)
-            try:
-                results["endpoint → CPR (batches of 64)"] = run_job(batch_argv(
-                    "--input", cpr_source, "--format", "jsonl", "--output", out("cpr"),
-                    "--endpoint", launch.predict_url, "--concurrency", 8))
-            finally:
-                served.stop()
+            for name, image_default in (("endpoint → CPR (batches of 64)", False),
+                                        (CPR_IMAGE_DEFAULT, True)):
+                port = free_port()
+                launch = _cpr(iris_dir, "model", port, work, "sklearn")
+                argv = launch.argv
+                if image_default:  # the image's entrypoint: uvicorn workers = max(2, cores)
+                    argv = [argv[0], "-m", "google.cloud.aiplatform.prediction.model_server"]
+                served = Served(argv, launch.env, launch.ready_url)
+                try:
+                    results[name] = run_job(batch_argv(
+                        "--input", cpr_source, "--format", "jsonl", "--output", out("cpr"),
+                        "--endpoint", launch.predict_url, "--concurrency", 8))
+                finally:
+                    served.stop()
         for name, result in results.items():
             rows.setdefault(name, []).append(result)
         print(f"round {round_ + 1}: " + ", ".join(f"{n} {r['rows_per_s']:,.0f} rows/s" for n, r in results.items()),

@@ -269,6 +269,20 @@ nb::object scan_json(nb::handle body_obj) {
   return nb::make_tuple(key, scanned.depth);
 }
 
+// The positions of the lines (a list of bytes) that are not each a balanced JSON text: one call
+// for a batch, where scan_json per line costs a call, a tuple and a GIL release each.
+nb::list unbalanced_lines(nb::handle lines_obj) {
+  nb::list bad;
+  Py_ssize_t i = 0;
+  for (nb::handle line : lines_obj) {
+    BufferGuard guard;
+    Input body = as_input(line, guard.view);
+    if (!hyperserve::scan_json(reinterpret_cast<const char*>(body.data), body.size).valid) bad.append(i);
+    ++i;
+  }
+  return bad;
+}
+
 // A new bytes object of ``size`` bytes, for the transport to fill chunk by chunk with write_into
 // while no one else holds it: a large body is then held once, not as chunks plus their join.
 nb::object bytes_of_size(size_t size) {
@@ -306,6 +320,8 @@ NB_MODULE(_native, m) {
   m.def("scan_json", &scan_json, nb::arg("body"),
         "One pass over JSON orjson accepted: (the first key repeated in an object or None, nesting depth), "
         "or None when it is not well-formed.");
+  m.def("unbalanced_lines", &unbalanced_lines, nb::arg("lines"),
+        "The positions of the lines that are not each well-formed as scan_json judges.");
   m.def("bytes_of_size", &bytes_of_size, nb::arg("size"), "A new bytes object of size bytes, to fill with write_into.");
   m.def("write_into", &write_into, nb::arg("target"), nb::arg("offset"), nb::arg("chunk"),
         "Copy chunk into target (a bytes object from bytes_of_size that nothing else holds) at offset.");

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import orjson
 import pybase64
 
-from ..codecs.json_scan import scan_json
+from ..codecs.json_scan import unbalanced_lines
 from .errors import JobFailed
 from .records import CSV, FILE_LIST, JSONL, TF_RECORD, TF_RECORD_GZIP, Batch
 from .sources import read_listed
@@ -141,7 +141,7 @@ def _each(one: Callable[[bytes], Instance], keyed: bool) -> Converter:
 def _lines(batch: Batch) -> Items:
     data = batch.data
     # Each line must stand alone: a line that closes a bracket it did not open could reshape the request.
-    bad = [i for i, line in enumerate(data) if scan_json(line) is None]
+    bad = unbalanced_lines(data)
     if not bad:
         return Items(data, data, None, None, [], len(data))
     skip = set(bad)

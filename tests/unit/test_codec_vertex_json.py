@@ -389,3 +389,16 @@ def test_the_native_key_scan_agrees_with_its_python_twin(value):
 
     stdlib_json.loads(body, object_pairs_hook=pairs)
     assert (native.scan_json(body)[0] is not None) == any(pairs_seen)
+
+
+@pytest.mark.skipif(native is None, reason="needs the compiled extension (pip install -e .)")
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_json_values.map(lambda v: _json_text(v).encode()),
+                          st.binary(max_size=24), st.text(alphabet='[]{}",:\\ 1a', max_size=24).map(str.encode)),
+                max_size=12))
+def test_the_native_line_scan_agrees_with_its_python_twin(lines):
+    """A batch job's lines: those that do not stand alone as JSON, found in one native call."""
+    from hyperserve.server.codecs.json_scan import scan_json_py, unbalanced_lines_py
+
+    assert native.unbalanced_lines(lines) == unbalanced_lines_py(lines)
+    assert unbalanced_lines_py(lines) == [i for i, line in enumerate(lines) if scan_json_py(line) is None]
