@@ -30,6 +30,9 @@ class Inputs(enum.Enum):
     TENSORS = "tensors"  # named arrays typed by the signature
     ROWS = "rows"  # one Python object per instance (TorchServe handlers; codecs.torchserve)
     REQUEST = "request"  # the whole parsed request in, the whole reply out (Vertex CPR)
+    # An Azure ML scoring script: the HTTP call in, the reply its server would send out
+    # (handlers.azureml; every profile's predict route gives it the call as /score would).
+    SCORING_SCRIPT = "scoring_script"
 
 
 class RawBodies(enum.Enum):
@@ -113,6 +116,13 @@ class Handler(abc.ABC):
     def signature_defs(self) -> dict[str, Any]:
         """TF Serving's signature_def metadata (``tf_serving_metadata`` handlers); {} otherwise."""
         return {}
+
+    def api_document(self, version: str) -> dict[str, Any]:
+        """The API document (Swagger / OpenAPI) the model's own serving contract publishes at
+        ``version`` (Azure ML's /swagger.json); NotFound for a model that publishes none."""
+        from hyperserve.server.errors import NotFound
+
+        raise NotFound(f"model handler '{self.name}' publishes no API document")
 
     def queue_delay_s(self) -> float | None:
         """A batching delay the artifact itself asks for (e.g. TF Serving's batch_timeout_micros);

@@ -19,6 +19,7 @@ _BUILTIN = {
     "torch": "hyperserve.handlers.pytorch:TorchHandler",
     "tensorflow": "hyperserve.handlers.tensorflow:TensorFlowHandler",
     "cpr": "hyperserve.handlers.cpr:CprHandler",
+    "azureml": "hyperserve.handlers.azureml:AzureMLScriptHandler",
 }
 
 

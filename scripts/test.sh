@@ -28,6 +28,9 @@ fi
 # Builds the C++ extension (scikit-build-core + nanobind) and installs every CPU framework.
 .venv/bin/python -m pip install -q -e '.[all-cpu,test]'
 
+# Microsoft's Azure ML inference server, in its own venv: tests/e2e/test_azureml.py compares with it.
+PYTHON="$PYTHON" bash bench/peers/install.sh azureml
+
 .venv/bin/python -m pytest "$@"
 # The codecs again with the pure-Python twins, which must behave identically, and the transport
 # with httptools alone (no native whole-request parser).

@@ -19,6 +19,11 @@ class Option:
     default: Any
     type: Callable[[str], Any]
     help: str
+    shown_default: str = ""  # what --help says the default is, when it depends on other settings
+
+    @property
+    def default_text(self) -> str:
+        return self.shown_default or str(self.default)
 
     @property
     def dest(self) -> str:
@@ -42,12 +47,14 @@ def flag(text: str) -> bool:
 SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--host", _env("HOST"), "0.0.0.0", str, "address to bind"),
     Option("--workers", _env("WORKERS"), 0, int,
-           "worker processes sharing the port (0: one per GPU when one is usable, else one per core)"),
+           "worker processes sharing the port (0: one per GPU when one is usable, else one per core; for a scoring "
+           "script $WORKER_COUNT, else 1, as Azure's server)"),
     # SAGEMAKER_BIND_TO_PORT: SageMaker's port for a container of an inference pipeline.
-    Option("--port", ("AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT") + _env("PORT"), 8080, int, "port to bind"),
+    Option("--port", ("AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT") + _env("PORT"), None, int, "port to bind",
+           "8080; 5001, Azure ML's, for a scoring script"),
     Option("--protocols", _env("PROTOCOLS"), "all", str,
            "comma-separated protocol profiles to serve: admin, vertex, kserve-v1, tf-serving, sagemaker, "
-           "torchserve, v2, grpc (all: every one whose routes do not conflict)"),
+           "torchserve, v2, azureml, grpc (all: every one whose routes do not conflict)"),
     Option("--grpc-port", _env("GRPC_PORT"), 8081, int,
            "port of the Open Inference Protocol v2 gRPC service (0: no gRPC)"),
     Option("--grpc-max-message-bytes", _env("GRPC_MAX_MESSAGE_BYTES"), 100 * 1024 * 1024, int,
@@ -61,6 +68,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "a Vertex CPR Predictor to serve, as module:Class (default: $PREDICTOR_MODULE:$PREDICTOR_CLASS)"),
     Option("--cpr-handler", _env("CPR_HANDLER"), "", str,
            "a custom Vertex CPR Handler, as module:Class (default: $HANDLER_MODULE:$HANDLER_CLASS)"),
+    Option("--entry-script", ("AZUREML_ENTRY_SCRIPT",) + _env("ENTRY_SCRIPT"), "", str,
+           "an Azure ML scoring script (init() and run()) to serve, relative to $AML_APP_ROOT (default: "
+           "/var/azureml-app when it exists, else the working directory); the model URI becomes $AZUREML_MODEL_DIR"),
     Option("--method", _env("METHOD"), "predict", str,
            "scikit-learn method that answers predict: predict, predict_proba, decision_function, transform"),
     Option("--device", _env("DEVICE"), "auto", str, "auto (GPU when usable), cpu or cuda"),
@@ -151,14 +161,14 @@ def add_options(parser: argparse.ArgumentParser, options=SERVE_OPTIONS, environ=
         env_note = f" [env: {', '.join(option.env)}]" if option.env else ""
         extra = {"nargs": "?", "const": True} if option.type is flag else {}
         parser.add_argument(option.flag, dest=option.dest, type=option.type, default=env_default(option, environ),
-                            help=f"{option.help} (default: {option.default}){env_note}", **extra)
+                            help=f"{option.help} (default: {option.default_text}){env_note}", **extra)
 
 
 def markdown_table(options=SERVE_OPTIONS) -> str:
     """The README's configuration table, generated so it cannot drift from --help."""
     lines = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for o in options:
-        lines.append(f"| `{o.flag}` | {', '.join(f'`{e}`' for e in o.env)} | `{o.default}` | {o.help} |")
+        lines.append(f"| `{o.flag}` | {', '.join(f'`{e}`' for e in o.env)} | `{o.default_text}` | {o.help} |")
     return "\n".join(lines)
 
 

@@ -72,16 +72,49 @@ def cpr_options(args: argparse.Namespace) -> dict[str, str]:
     return {"predictor": predictor, "cpr_handler": handler}
 
 
+DEFAULT_PORT = 8080
+AZUREML_PORT = 5001
+
+
+def scoring_script_settings(args: argparse.Namespace, environ=os.environ) -> None:
+    """What Azure's server does without flags, for an Azure ML scoring script: the app root as the
+    model when none is given, port 5001 (Vertex's AIP_HTTP_PORT still wins), SCORING_TIMEOUT_MS."""
+    script = getattr(args, "entry_script", "")
+    if getattr(args, "port", 0) is None:
+        args.port = AZUREML_PORT if script else DEFAULT_PORT
+    if not script:
+        return
+    from hyperserve.handlers.azureml.script import app_root
+
+    if not args.model_uri and not args.model and not args.model_config:
+        args.model_uri = str(app_root(environ))
+    if environ.get("SCORING_TIMEOUT_MS"):
+        try:
+            args.request_timeout = int(environ["SCORING_TIMEOUT_MS"]) / 1000
+        except ValueError:
+            raise ServingError(f"SCORING_TIMEOUT_MS must be milliseconds, got {environ['SCORING_TIMEOUT_MS']!r}") \
+                from None
+
+
+def handler_options(args: argparse.Namespace, framework: str) -> tuple[str, dict[str, str]]:
+    """The framework a model's flags choose (CPR's predictor, a scoring script) and its handler's options."""
+    cpr = cpr_options(args)
+    if framework in ("", "auto"):
+        framework = "azureml" if getattr(args, "entry_script", "") else "cpr" if cpr else framework
+    if framework == "cpr":
+        return framework, dict(cpr)
+    if framework == "azureml":
+        return framework, {"entry_script": getattr(args, "entry_script", "")}
+    return framework, {}
+
+
 def deployed_models(args: argparse.Namespace) -> ModelRepository:
     """The models the flags (or the model config file) name, not loaded yet."""
+    scoring_script_settings(args)
     specs, default = model_specs(args)
-    cpr = cpr_options(args)
     models = []
     for spec in specs:
-        framework = spec.option(args, "framework")
-        if cpr and framework in ("", "auto"):
-            framework = "cpr"
-        options = dict(cpr) if framework == "cpr" else {}
+        framework, options = handler_options(args, spec.option(args, "framework"))
         isolation = spec.option(args, "isolation")
         if isolation not in ("thread", "process"):
             raise ServingError(f"--isolation takes thread or process, got {isolation!r}")
@@ -249,6 +282,11 @@ def run_loop(coro):
 def run(args: argparse.Namespace) -> int:
     from .workers import resolve_workers, supervise
 
+    try:
+        scoring_script_settings(args)
+    except ServingError as err:
+        log.error("%s", err.message)
+        return 2
     workers = resolve_workers(args)
     if workers == 1:
         return run_loop(serve(args))

@@ -71,6 +71,11 @@ def cpr_workers(environ=os.environ) -> int:
 def resolve_workers(args: argparse.Namespace) -> int:
     if args.workers > 0:
         return args.workers
+    if getattr(args, "entry_script", ""):  # Azure's server: WORKER_COUNT processes, one by default
+        try:
+            return max(1, int(os.environ.get("WORKER_COUNT") or 1))
+        except ValueError:
+            raise SystemExit(f"hyperserve: WORKER_COUNT is not a number: {os.environ['WORKER_COUNT']!r}") from None
     if cpr_workers():
         return cpr_workers()
     gpus = gpu_count() if args.device != "cpu" else 0

@@ -22,6 +22,9 @@ for peer in "$@"; do
     mlserver)   venv mlserver "mlserver==1.7.1" "mlserver-sklearn==1.7.1" "uvloop<0.22" ;;  # 1.7.1 fails on uvloop 0.22+
     bentoml)    venv bentoml "bentoml==1.4.30" scikit-learn joblib ;;
     torchserve) venv torchserve "torchserve==0.12.0" "torch-model-archiver==0.12.0" "torch==2.13.0" pyyaml ;;
+    # Microsoft's Azure ML inference server (azmlinfsrv), also what tests/e2e/test_azureml.py compares with.
+    azureml)    venv azureml "azureml-inference-server-http==1.5.0" "inference-schema[numpy-support,pandas-support]~=1.8.0" \
+                  numpy pandas scikit-learn joblib ;;
     uvicorn)    venv uvicorn uvicorn uvloop httptools ;;
     nginx)
       if ! command -v nginx >/dev/null; then
@@ -29,6 +32,6 @@ for peer in "$@"; do
         $SUDO apt-get install -y -qq nginx-light >/dev/null
       fi
       echo "nginx: $(command -v nginx)" ;;
-    *) echo "unknown peer '$peer' (cpr kserve mlserver bentoml torchserve uvicorn nginx)" >&2; exit 2 ;;
+    *) echo "unknown peer '$peer' (cpr kserve mlserver bentoml torchserve azureml uvicorn nginx)" >&2; exit 2 ;;
   esac
 done

@@ -23,7 +23,7 @@ from ..repository.model import DeployedModel
 from ..router import NO_PARAMS, Params, Route
 from ..scheduler.runner import Split
 from ..types import RAW_BODIES, InferRequest, InferResponse
-from . import cpr
+from . import azureml, cpr
 from .common import Context, DeferredInfer, failure, is_json
 
 NAME = "vertex"
@@ -89,6 +89,8 @@ class JsonPredict:
             return self._tensors(request, model)
         if inputs is Inputs.REQUEST:
             return cpr.predict(plane, request, model)
+        if inputs is Inputs.SCORING_SCRIPT:  # as if POSTed to the script's /score
+            return azureml.score(plane, request, model)
         return self._rows(request, model)
 
     async def _rows(self, request: Request, model: DeployedModel) -> Response:

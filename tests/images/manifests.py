@@ -26,6 +26,7 @@ class Deployment:
     args: list[str] | None = None   # None: the image's CMD
     model_dir: str = ""             # where the platform puts the model files in the container
     port_variable: str = ""         # how a test moves the port (the platform's own where it has one)
+    code: tuple[str, str] | None = None  # (the manifest's code folder, where the platform mounts it)
 
     @property
     def image_name_and_tag(self) -> tuple[str, str]:
@@ -72,21 +73,28 @@ def sagemaker() -> Deployment:
                       port_variable="SAGEMAKER_BIND_TO_PORT")
 
 
-def azureml() -> Deployment:
-    deployment = yaml.safe_load((DEPLOY / "azureml" / "deployment.yml").read_text())
+def azureml(manifest: str = "deployment.yml") -> Deployment:
+    deployment = yaml.safe_load((DEPLOY / "azureml" / manifest).read_text())
     config = deployment["environment"]["inference_config"]
     ports = {config[r]["port"] for r in ("liveness_route", "readiness_route", "scoring_route")}
     assert len(ports) == 1, f"azureml: the routes use several ports {ports}"
     model = deployment["model"]
     mount = f"/var/azureml-app/azureml-models/{model['name']}/{model['version']}"
     env = {**{k: str(v) for k, v in deployment.get("environment_variables", {}).items()}, "AZUREML_MODEL_DIR": mount}
-    return Deployment("azureml", deployment["environment"]["image"], ports.pop(),
+    code = None
+    if "code_configuration" in deployment:  # mounted under /var/azureml-app by its folder's name
+        folder = deployment["code_configuration"]["code"]
+        code = (str(DEPLOY / "azureml" / folder), f"/var/azureml-app/{PurePosixPath(folder).name}")
+        assert env["AZUREML_ENTRY_SCRIPT"] == deployment["code_configuration"]["scoring_script"]
+        assert env["AML_APP_ROOT"] == code[1]
+    platform = "azureml" if code is None else "azureml-score"
+    return Deployment(platform, deployment["environment"]["image"], ports.pop(),
                       {"liveness": config["liveness_route"]["path"], "health": config["readiness_route"]["path"],
                        "predict": config["scoring_route"]["path"]}, env,
                       # A folder registered as model.path is mounted under its own name.
                       model_dir=str(PurePosixPath(mount) / PurePosixPath(model["path"]).name),
-                      port_variable="HYPERSERVE_PORT")
+                      port_variable="HYPERSERVE_PORT", code=code)
 
 
 def all_deployments() -> list[Deployment]:
-    return [vertex(), kserve(), sagemaker(), azureml()]
+    return [vertex(), kserve(), sagemaker(), azureml(), azureml("deployment-score.yml")]

@@ -5,6 +5,8 @@ the container shares the test machine's network."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import numpy as np
 import pytest
@@ -33,6 +35,8 @@ def test_platform_runs_the_image_as_its_manifest_says(deployment, build_image, s
     volumes = {}
     if deployment.model_dir:
         volumes[str(readable_copy(sklearn_dir))] = deployment.model_dir
+    if deployment.code is not None:
+        volumes[str(readable_copy(Path(deployment.code[0])))] = deployment.code[1]
     if env.get("AIP_STORAGE_URI", "").startswith("gs://"):
         bucket = "deploy-tests"
         uri = env["AIP_STORAGE_URI"].replace("gs://BUCKET/", f"gs://{bucket}/")

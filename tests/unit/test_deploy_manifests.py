@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from hyperserve.server.config import SERVE_OPTIONS
+from hyperserve.server.serve import AZUREML_PORT, DEFAULT_PORT
 from tests.images.build import MATRIX, build_images
 from tests.images.manifests import DEPLOY, IMAGE_REF, all_deployments, kserve_runtimes
 
@@ -28,8 +29,10 @@ def test_each_platform_names_a_current_image_and_the_port_it_listens_on(deployme
     name, tag = deployment.image_name_and_tag
     assert name in MATRIX, f"{deployment.platform} names {name}, which containers/images.toml does not build"
     assert f"hyperserve/{name}:{tag}" == MATRIX[name].reference(VERSION), "a stale tag"
-    assert deployment.port == option_default("--port") == 8080
-    assert f"EXPOSE {deployment.port}" in CONTAINERFILE
+    # Azure's port for a scoring script, the server's default otherwise
+    assert deployment.port == (AZUREML_PORT if deployment.code else DEFAULT_PORT)
+    assert option_default("--port") is None  # chosen at start: see scoring_script_settings
+    assert re.search(rf"^EXPOSE .*\b{deployment.port}\b", CONTAINERFILE, re.M)
 
 
 def test_every_kserve_runtime_runs_a_matrix_image_on_the_kserve_v1_routes():
