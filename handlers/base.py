@@ -33,6 +33,9 @@ class Inputs(enum.Enum):
     # An Azure ML scoring script: the HTTP call in, the reply its server would send out
     # (handlers.azureml; every profile's predict route gives it the call as /score would).
     SCORING_SCRIPT = "scoring_script"
+    # An MLflow model run through mlflow.pyfunc: MLflow's scoring request in, its reply out
+    # (handlers.mlflow; MLflow's own parsing and schema enforcement run where the model does).
+    PYFUNC = "pyfunc"
 
 
 class RawBodies(enum.Enum):

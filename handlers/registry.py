@@ -12,6 +12,7 @@ from .base import Handler
 
 # Built-ins in detection order; entry points may add more or override these names.
 _BUILTIN = {
+    "mlflow": "hyperserve.handlers.mlflow:MlflowHandler",  # first: an MLflow sklearn model also holds model.pkl
     "torchserve": "hyperserve.handlers.torchserve:TorchServeHandler",
     "onnx": "hyperserve.handlers.onnx:OnnxHandler",
     "sklearn": "hyperserve.handlers.sklearn:SklearnHandler",
@@ -50,10 +51,10 @@ def load_class(name: str) -> type[Handler]:
 
 def _detect_by_name(model_path: Path) -> list[str]:
     """Match artifact file names without importing any framework."""
-    from . import onnx, pytorch, sklearn, tensorflow, torchserve, xgboost  # light: frameworks load in load()
+    from . import mlflow, onnx, pytorch, sklearn, tensorflow, torchserve, xgboost  # light: frameworks load in load()
 
     matches = []
-    for name, cls in (("torchserve", torchserve.TorchServeHandler), ("onnx", onnx.OnnxHandler),
+    for name, cls in (("mlflow", mlflow.MlflowHandler), ("torchserve", torchserve.TorchServeHandler), ("onnx", onnx.OnnxHandler),
                       ("sklearn", sklearn.SklearnHandler), ("xgboost", xgboost.XGBoostHandler),
                       ("torch", pytorch.TorchHandler), ("tensorflow", tensorflow.TensorFlowHandler)):
         if cls.find_artifact(model_path) is not None:
@@ -78,7 +79,8 @@ def detect(model_path: Path) -> tuple[str, Path]:
         raise ServingError(
             f"no model artifact found in {model_path} (files: {listing[:20]}); expected model.onnx, "
             "model.joblib, model.pkl, model.bst, model.json, model.ubj, model.pt, model.pt2, saved_model.pb, a TorchServe "
-            "archive (.mar, .tar.gz or a directory with MAR-INF/MANIFEST.json), or pass --framework")
+            "archive (.mar, .tar.gz or a directory with MAR-INF/MANIFEST.json), an MLflow model (MLmodel), "
+            "or pass --framework")
     name = matches[0]
     artifact = load_class(name).find_artifact(model_path)
     return name, artifact

@@ -25,6 +25,8 @@ for peer in "$@"; do
     # Microsoft's Azure ML inference server (azmlinfsrv), also what tests/e2e/test_azureml.py compares with.
     azureml)    venv azureml "azureml-inference-server-http==1.5.0" "inference-schema[numpy-support,pandas-support]~=1.8.0" \
                   numpy pandas scikit-learn joblib ;;
+    # MLflow's scoring server (mlflow models serve), also what tests/e2e/test_mlflow.py compares with.
+    mlflow)     venv mlflow "mlflow==3.17.2" "scikit-learn==1.9.1" joblib ;;
     uvicorn)    venv uvicorn uvicorn uvloop httptools ;;
     nginx)
       if ! command -v nginx >/dev/null; then
@@ -32,6 +34,6 @@ for peer in "$@"; do
         $SUDO apt-get install -y -qq nginx-light >/dev/null
       fi
       echo "nginx: $(command -v nginx)" ;;
-    *) echo "unknown peer '$peer' (cpr kserve mlserver bentoml torchserve azureml uvicorn nginx)" >&2; exit 2 ;;
+    *) echo "unknown peer '$peer' (cpr kserve mlserver bentoml torchserve azureml mlflow uvicorn nginx)" >&2; exit 2 ;;
   esac
 done

@@ -12,13 +12,14 @@ from types import ModuleType
 
 from ..errors import ServingError
 from ..router import Router
-from . import admin, azureml, kserve_v1, sagemaker, tf_serving, torchserve, v2, vertex
+from . import admin, azureml, kserve_v1, mlflow, sagemaker, tf_serving, torchserve, v2, vertex
 from .common import Context, Settings
 
 log = logging.getLogger("hyperserve.protocols")
 
 # REST profiles in precedence order. ("grpc", OIP v2 over gRPC, has its own port: server/grpc.)
-PROFILES: dict[str, ModuleType] = {m.NAME: m for m in (admin, vertex, kserve_v1, tf_serving, sagemaker, torchserve, v2, azureml)}
+PROFILES: dict[str, ModuleType] = {m.NAME: m for m in (admin, vertex, kserve_v1, tf_serving, sagemaker, torchserve, v2, azureml,
+                                                  mlflow)}
 GRPC = "grpc"
 ALL = (*PROFILES, GRPC)
 

@@ -25,6 +25,7 @@ from ..http import Request, Response
 from ..repository.model import DeployedModel
 from ..router import NO_PARAMS, Params, Route
 from ..types import InferRequest
+from . import mlflow
 from .common import Context
 
 NAME = "azureml"
@@ -124,6 +125,11 @@ def failure_response(err: BaseException, plane: DataPlane, method: str) -> Respo
     return error_response(500, INTERNAL_ERROR)
 
 
+async def _no_score(model: DeployedModel) -> Response:
+    return error_response(404, f"model '{model.name}' ({model.framework}) is neither an Azure ML scoring script nor "
+                               "an MLflow model: it has no /score (use /predict)")
+
+
 async def score(plane: DataPlane, request: Request, model: DeployedModel) -> Response:
     """One call of the scoring script, from any profile's predict route."""
     call = ScoringCall(request.method, request.path, request.query, request.headers, request.body)
@@ -149,12 +155,12 @@ def routes(context: Context) -> list[Route]:
             return Response(200, _HEALTHY, HTML)
         return error_response(503, f"not ready: {reason}")
 
-    routes = [Route("/", ("GET",), identified(health), method_not_allowed)]
-    if not is_scoring_script(default):
-        return routes
-
     def score_default(request: Request) -> Awaitable[Response]:
-        return score(plane, request, default)
+        if is_scoring_script(default):
+            return score(plane, request, default)
+        if mlflow.is_mlflow(default):  # Azure's no-code MLflow deployment
+            return mlflow.azure_score(plane, request, default)
+        return _no_score(default)
 
     def api_document(request: Request) -> Response:
         version = next((v for k, v in query_pairs(request.query) if k == "version"), "2")
@@ -165,7 +171,8 @@ def routes(context: Context) -> list[Route]:
             return error_response(err.status, err.message)
         return Response(200, json_output(document), "application/json", {RUN_FAILED_HEADER: "False"})
 
-    return routes + [Route("/score", ("GET", "POST", "OPTIONS"), identified(score_default), method_not_allowed),
-                     Route("/swagger.json", ("GET",), identified(api_document), method_not_allowed)]
+    return [Route("/", ("GET",), identified(health), method_not_allowed),
+            Route("/score", ("GET", "POST", "OPTIONS"), identified(score_default), method_not_allowed),
+            Route("/swagger.json", ("GET",), identified(api_document), method_not_allowed)]
 
 

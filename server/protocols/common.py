@@ -58,26 +58,28 @@ class DeferredInfer:
 
     ``decode(request, model)`` gives the InferRequest and a key of the reply's form;
     ``split_for(model, key)`` the scheduler's split for it; ``answer(reply, result)`` resolves the
-    Deferred with a split's result or an error."""
+    Deferred with a split's result or an error; ``fail(error)`` is the profile's error response."""
 
     def __init__(self, plane: DataPlane, decode: Callable[[Request, DeployedModel], tuple[InferRequest, Any]],
-                 split_for: Callable[[DeployedModel, Any], Split], answer: Callable[[Deferred, Any], None]):
+                 split_for: Callable[[DeployedModel, Any], Split], answer: Callable[[Deferred, Any], None],
+                 fail: Callable[[BaseException], Response] = failure):
         self.plane = plane
         self.decode = decode
         self.split_for = split_for
         self.answer = answer
+        self.fail = fail
 
     def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred:
         reply = Deferred()
         if len(request.body) > OFF_LOOP_DECODE_BYTES:
             self.plane.off_loop(lambda: self._prepared(request, model),
                                 lambda prepared: self._queue(reply, model, prepared),
-                                lambda err: reply.resolve(failure(err)))
+                                lambda err: reply.resolve(self.fail(err)))
             return reply
         try:
             prepared = self._prepared(request, model)
         except ServingError as err:
-            return failure(err)
+            return self.fail(err)
         self._queue(reply, model, prepared)
         return reply
 
@@ -95,7 +97,7 @@ class DeferredInfer:
         try:
             ticket = self.plane.submit(model, infer_request, partial(self.answer, reply), self.split_for(model, key))
         except ServingError as err:
-            reply.resolve(failure(err))
+            reply.resolve(self.fail(err))
             return
         reply.on_cancel = ticket.cancel
 

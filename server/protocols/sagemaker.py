@@ -1,24 +1,24 @@
 """SageMaker's hosting contract: GET /ping (200 only when every model can serve) and POST
-/invocations (the Vertex JSON predict, on the default model, without Vertex's reply extras)."""
+/invocations (the Vertex JSON predict, on the default model, without Vertex's reply extras; for an
+MLflow model, MLflow's scoring protocol, as SageMaker's MLflow image serves it)."""
 
 from __future__ import annotations
 
 import orjson
 
+from ..dataplane import DataPlane
 from ..http import Request, Response
-from ..router import NO_PARAMS, Params, Route
+from ..router import Route
+from . import mlflow
 from .common import Context
-from .vertex import JsonPredict, health_body
+from .vertex import health_body
 
 NAME = "sagemaker"
 _HEALTHY = b'{"status":"Healthy"}'
 
 
-def ping(context: Context):
-    """/ping as SageMaker and TorchServe answer it; one endpoint both profiles share."""
-    plane = context.plane
-
-    def ping(request: Request, params: Params = NO_PARAMS) -> Response:
+def sagemaker_ping(plane: DataPlane):
+    def ping(request: Request) -> Response:
         ready = health_body(plane)
         if ready.status == 200:
             return Response(200, _HEALTHY)
@@ -27,13 +27,10 @@ def ping(context: Context):
     return ping
 
 
+# /ping as SageMaker and TorchServe answer it (MLflow's for an MLflow model): one endpoint the profiles share.
+ping = mlflow.ping
+
+
 def routes(context: Context) -> list[Route]:
-    plane = context.plane
-    predict = JsonPredict(plane)
-
-    default = plane.default_model  # the repository never changes while serving
-
-    def invocations(request: Request, params: Params = NO_PARAMS):
-        return predict(request, default)
-
-    return [Route("/ping", ("GET",), context.shared(ping)), Route("/invocations", ("POST",), invocations)]
+    return [Route("/ping", ("GET",), context.shared(ping)),
+            Route("/invocations", ("POST",), context.shared(mlflow.invocations))]

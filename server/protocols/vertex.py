@@ -23,14 +23,14 @@ from ..repository.model import DeployedModel
 from ..router import NO_PARAMS, Params, Route
 from ..scheduler.runner import Split
 from ..types import RAW_BODIES, InferRequest, InferResponse
-from . import azureml, cpr
+from . import azureml, cpr, mlflow
 from .common import Context, DeferredInfer, failure, is_json
 
 NAME = "vertex"
 _READY = b'{"status":"ready"}'
 
 
-def _predictions_split(fmt: str, extra: dict[str, Any] | None) -> Split:
+def predictions_split(fmt: str, extra: dict[str, Any] | None) -> Split:
     """The scheduler's split for JSON replies: every request's body from the batch's response, in
     one call where the model ran."""
     def split(response: InferResponse, requests: list[InferRequest]) -> list[bytes]:
@@ -74,8 +74,9 @@ class JsonPredict:
         self.extra = extra
         # One split object per format: the scheduler makes a batch's replies in one call when its
         # requests share one.
-        splits = {fmt: _predictions_split(fmt, extra) for fmt in (vertex_json.ROW, vertex_json.COLUMNAR)}
+        splits = {fmt: predictions_split(fmt, extra) for fmt in (vertex_json.ROW, vertex_json.COLUMNAR)}
         self._tensors = DeferredInfer(plane, decode_tensors, lambda model, fmt: splits[fmt], _answer)
+        self._mlflow = mlflow.Invocations(plane)
 
     def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred | Awaitable[Response]:
         plane = self.plane
@@ -91,6 +92,8 @@ class JsonPredict:
             return cpr.predict(plane, request, model)
         if inputs is Inputs.SCORING_SCRIPT:  # as if POSTed to the script's /score
             return azureml.score(plane, request, model)
+        if inputs is Inputs.PYFUNC:  # {"instances"} and {"inputs"} are MLflow's own formats
+            return self._mlflow.pyfunc(request.body, "application/json", model)
         return self._rows(request, model)
 
     async def _rows(self, request: Request, model: DeployedModel) -> Response:
@@ -114,17 +117,29 @@ def health_body(plane: DataPlane) -> Response:
     return Response.error(503, f"not ready: {reason}")
 
 
+def health(context: Context):
+    """The Vertex readiness route; at /health, MLflow's too (one endpoint both profiles share): an
+    MLflow model answers it as MLflow's server does, with the same status."""
+    plane = context.plane
+    default = plane.default_model
+    mlflow_ping = context.shared(mlflow.ping)
+
+    def health(request: Request, params: Params = NO_PARAMS) -> Response:
+        if mlflow.is_mlflow(default) and context.settings.health_route == mlflow.HEALTH_ROUTE:
+            return mlflow_ping(request)
+        return health_body(plane)
+
+    return health
+
+
 def routes(context: Context) -> list[Route]:
     plane, settings = context.plane, context.settings
     extra = {"deployedModelId": settings.deployed_model_id} if settings.deployed_model_id else None
     predict = JsonPredict(plane, extra)
-
-    def health(request: Request, params: Params = NO_PARAMS) -> Response:
-        return health_body(plane)
-
     default = plane.default_model  # the repository never changes while serving
 
     def predict_default(request: Request, params: Params = NO_PARAMS):
         return predict(request, default)
 
-    return [Route(settings.health_route, ("GET",), health), Route(settings.predict_route, ("POST",), predict_default)]
+    return [Route(settings.health_route, ("GET",), context.shared(health)),
+            Route(settings.predict_route, ("POST",), predict_default)]
