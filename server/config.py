@@ -54,7 +54,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "8080; 5001, Azure ML's, for a scoring script"),
     Option("--protocols", _env("PROTOCOLS"), "all", str,
            "comma-separated protocol profiles to serve: admin, vertex, kserve-v1, tf-serving, sagemaker, "
-           "torchserve, v2, azureml, grpc (all: every one whose routes do not conflict)"),
+           "torchserve, v2, azureml, mlflow, grpc (all: every one whose routes do not conflict)"),
     Option("--grpc-port", _env("GRPC_PORT"), 8081, int,
            "port of the Open Inference Protocol v2 gRPC service (0: no gRPC)"),
     Option("--grpc-max-message-bytes", _env("GRPC_MAX_MESSAGE_BYTES"), 100 * 1024 * 1024, int,

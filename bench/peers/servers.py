@@ -42,7 +42,7 @@ def free_port() -> int:
 class Server:
     name: str
     venv: str | None  # bench/.venvs/<venv>, installed by install.sh; None: this interpreter / system
-    protocol: str  # vertex | kserve-v1 | v2 | bentoml | any
+    protocol: str  # vertex | kserve-v1 | v2 | bentoml | azureml | mlflow | any
     launch: Callable[[Path, str, int, Path, str], Launch]  # (model dir, model name, port, work dir, kind)
     takes_model: bool = True
     workloads: frozenset = frozenset({"W1", "W2", "W3"})
@@ -117,6 +117,55 @@ def _hyperserve_cpr(model_dir: Path, name: str, port: int, work: Path, kind: str
     argv = [sys.executable, "-m", "hyperserve.server", "serve", "--host", "127.0.0.1", "--workers", "1",
             "--log-level", "warning"]
     return Launch(argv, _cpr_env(model_dir, port, kind), work, url + "/health", url + "/predict")
+
+
+AZUREML_APP = ROOT / "containers" / "deploy" / "azureml" / "score"  # the deployment manifest's score.py
+
+
+def _azureml_env(model_dir: Path) -> dict[str, str]:
+    return {"AML_APP_ROOT": str(AZUREML_APP), "AZUREML_ENTRY_SCRIPT": "score.py", "AZUREML_MODEL_DIR": str(model_dir)}
+
+
+def _azmlinfsrv(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    """Microsoft's Azure ML inference server (Flask under gunicorn, 1 sync worker) on an undecorated score.py."""
+    url = f"http://127.0.0.1:{port}"
+    argv = [str(VENVS / "azureml" / "bin" / "azmlinfsrv"), "--entry_script", "score.py", "--port", str(port)]
+    return Launch(argv, _azureml_env(model_dir), AZUREML_APP, url + "/", url + "/score")
+
+
+def _hyperserve_azureml(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    """hyperserve running the same score.py (--entry-script, from AZUREML_ENTRY_SCRIPT)."""
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "hyperserve.server", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--grpc-port", "0", "--workers", "1", "--log-level", "warning"]
+    return Launch(argv, _azureml_env(model_dir), AZUREML_APP, url + "/", url + "/score")
+
+
+def mlflow_model(model_dir: Path) -> Path:
+    """W1's model as an MLflow model, saved by MLflow itself (bench/.venvs/mlflow) beside ``model_dir``."""
+    import subprocess
+
+    out = model_dir.parent / f"mlflow-{model_dir.name}"
+    if not (out / "MLmodel").exists():
+        subprocess.run([str(VENVS / "mlflow" / "bin" / "python"), str(PEERS / "make_mlflow_model.py"), str(model_dir),
+                        str(out)], check=True, capture_output=True)
+    return out
+
+
+def _mlflow(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    """mlflow models serve (FastAPI under uvicorn, 1 worker), --env-manager local."""
+    url = f"http://127.0.0.1:{port}"
+    argv = [str(VENVS / "mlflow" / "bin" / "mlflow"), "models", "serve", "-m", str(mlflow_model(model_dir)),
+            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    return Launch(argv, {"PATH": f"{VENVS / 'mlflow' / 'bin'}:{os.environ.get('PATH', '')}"}, work,
+                  url + "/ping", url + "/invocations")
+
+
+def _hyperserve_mlflow(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "hyperserve.server", "serve", str(mlflow_model(model_dir)), "--host", "127.0.0.1",
+            "--port", str(port), "--grpc-port", "0", "--workers", "1", "--log-level", "warning"]
+    return Launch(argv, {}, ROOT, url + "/ping", url + "/invocations")
 
 
 def _kserve(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
@@ -234,6 +283,15 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
     Server("kserve", "kserve", "kserve-v1", _kserve, workloads=frozenset({"W1", "W2", "W3", *OIP_WORKLOADS})),
     Server("mlserver", "mlserver", "v2", _mlserver, workloads=frozenset({"W1", "W2", "W3", *OIP_WORKLOADS})),
     Server("bentoml", "bentoml", "bentoml", _bentoml),
+    # An undecorated Azure ML score.py (W1 through the script), under Microsoft's server and under hyperserve.
+    Server("azmlinfsrv", "azureml", "azureml", _azmlinfsrv, workloads=frozenset({"W1"}),
+           missing_for="W1 only: the score.py serves W1's iris model"),
+    Server("hyperserve-azureml", None, "azureml", _hyperserve_azureml, workloads=frozenset({"W1"}),
+           missing_for="W1 only: the score.py serves W1's iris model"),
+    # W1's model saved as an MLflow model, under mlflow models serve and under hyperserve (natively).
+    Server("mlflow", "mlflow", "mlflow", _mlflow, workloads=frozenset({"W1"}), missing_for="W1 only: the MLflow model is W1's iris model"),
+    Server("hyperserve-mlflow", None, "mlflow", _hyperserve_mlflow, workloads=frozenset({"W1"}),
+           missing_for="W1 only: the MLflow model is W1's iris model"),
     Server("thin-asgi", None, "vertex", _thin_asgi, workloads=frozenset({"W1", "W2"})),
     Server("uvicorn-empty", None, "any", _uvicorn_empty, takes_model=False,
            workloads=frozenset({"W1", "W2", "W3", "W4"})),
@@ -255,6 +313,8 @@ def request_body(protocol: str, instances: list, dtype: str = "FP64") -> bytes:
             flat.extend(row)
         return json.dumps({"inputs": [{"name": "predict", "shape": [len(instances), len(instances[0])],
                                        "datatype": dtype, "data": flat}]}).encode()
+    if protocol == "mlflow":  # MLflow's scoring protocol: a tensor model's rows as "inputs"
+        return json.dumps({"inputs": instances}).encode()
     return json.dumps({"instances": instances}).encode()
 
 

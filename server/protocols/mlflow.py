@@ -169,14 +169,22 @@ def routes(context: Context) -> list[Route]:
 
     plane = context.plane
     ping_endpoint = context.shared(ping)
-    # Vertex's readiness route is /health unless AIP_HEALTH_ROUTE moves it: then one endpoint serves both.
-    health_endpoint = context.shared(health) if context.settings.health_route == HEALTH_ROUTE else ping_endpoint
+    default = plane.default_model
 
+    def mlflow_only(endpoint):
+        """Routes only MLflow's server has: for another model, as if they were not there (the
+        framework is known only once the model's files were looked at)."""
+        def answer(request: Request, params: Params = NO_PARAMS) -> Response:
+            return endpoint(request, params) if is_mlflow(default) else Response.error(404, f"no route for {request.path}")
+        return answer
+
+    # Vertex's readiness route is /health unless AIP_HEALTH_ROUTE moves it: then one endpoint serves both.
+    health_endpoint = context.shared(health) if context.settings.health_route == HEALTH_ROUTE \
+        else mlflow_only(ping_endpoint)
+
+    @mlflow_only
     def version(request: Request, params: Params = NO_PARAMS) -> Response:
-        default = plane.default_model
-        found = ""
-        if is_mlflow(default) and default.handler is not None:
-            found = str(default.handler.describe().get("mlflow_version") or "")
+        found = str(default.handler.describe().get("mlflow_version") or "") if default.handler is not None else ""
         return Response(200, found.encode(), "application/json")
 
     return [Route("/ping", ("GET",), ping_endpoint), Route(HEALTH_ROUTE, ("GET",), health_endpoint),
