@@ -76,7 +76,7 @@ def input_signature(meta: dict[str, Any]) -> MlflowSignature | None:
         for i, spec in enumerate(specs):
             tensor = spec["tensor-spec"]
             tensors.append(TensorSpec(spec.get("name") or ("instances" if len(specs) == 1 else f"input_{i}"),
-                                      np.dtype(tensor["dtype"]) if tensor.get("dtype") not in (None, "object") else None,
+                                      None if tensor.get("dtype") in (None, "object") else np.dtype(tensor["dtype"]),
                                       tuple(tensor["shape"]) if tensor.get("shape") is not None else None))
         return MlflowSignature(tuple(tensors), columns=False)
     columns = []

@@ -289,7 +289,8 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
     Server("hyperserve-azureml", None, "azureml", _hyperserve_azureml, workloads=frozenset({"W1"}),
            missing_for="W1 only: the score.py serves W1's iris model"),
     # W1's model saved as an MLflow model, under mlflow models serve and under hyperserve (natively).
-    Server("mlflow", "mlflow", "mlflow", _mlflow, workloads=frozenset({"W1"}), missing_for="W1 only: the MLflow model is W1's iris model"),
+    Server("mlflow", "mlflow", "mlflow", _mlflow, workloads=frozenset({"W1"}),
+           missing_for="W1 only: the MLflow model is W1's iris model"),
     Server("hyperserve-mlflow", None, "mlflow", _hyperserve_mlflow, workloads=frozenset({"W1"}),
            missing_for="W1 only: the MLflow model is W1's iris model"),
     Server("thin-asgi", None, "vertex", _thin_asgi, workloads=frozenset({"W1", "W2"})),

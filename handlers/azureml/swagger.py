@@ -65,7 +65,8 @@ def swagger2(input_schema: Any, output_schema: Any, environ=os.environ) -> dict[
 
 def openapi3(input_schema: Any, output_schema: Any, version: str = "3.0.3", environ=os.environ) -> dict[str, Any]:
     p = _prefix(environ)
-    failed = {"description": _FAILED, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    error = {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+    failed = {"description": _FAILED, "content": {"application/json": error}}
     return {
         "openapi": version, "info": _info(environ), "security": [{"Bearer": []}],
         "paths": {

@@ -22,7 +22,8 @@ from .records import BIGQUERY, FORMATS
 log = logging.getLogger("hyperserve.batch")
 
 # The serve options that shape how a model loads and runs; the batch job takes them too.
-MODEL_FLAGS = ("--workers", "--model-name", "--framework", "--predictor", "--cpr-handler", "--method", "--device",
+MODEL_FLAGS = ("--workers", "--model-name", "--framework", "--predictor", "--cpr-handler", "--entry-script", "--method",
+               "--device",
                "--trust-model-code", "--install-requirements", "--max-archive-bytes", "--intra-op-threads",
                "--inter-op-threads", "--model-threads", "--isolation", "--max-batch-size", "--preferred-batch-sizes",
                "--max-queue-delay-us", "--max-queue", "--warmup-requests", "--warmup-file", "--request-timeout",
@@ -44,7 +45,12 @@ prediction.results-NNNNN-of-MMMMM (JSON lines, in input order: {"instance" or "k
 or {..., "error": {"code", "message"}}), with per-error counts in prediction.errors_stats-* and a
 summary in job_summary.json (also printed). Runs in process (the server's codecs, scheduler and
 handlers; no HTTP), against a running server (--endpoint), or on Ray Data (--engine ray).
-Re-running the same command resumes: committed shards are skipped."""
+Re-running the same command resumes: committed shards are skipped.
+
+With --entry-script (or --mini-batch-size and the flags with it, for an MLflow model) it runs an
+Azure ML batch endpoint job instead: the input files go to the script's run(mini_batch) (or are
+read as DataFrames and images for the MLflow model) and the rows returned are appended to one
+headerless predictions.csv; --format does not apply."""
 
 FORMATS_HELP = """\
 input formats (Vertex's instancesFormat):
@@ -78,8 +84,8 @@ def add_parser(sub) -> None:
     job = batch.add_argument_group("the job")
     job.add_argument("--input", action="append", required=True, metavar="URI[,URI...]",
                      help="input files, local or gs://, wildcards allowed (gs://bucket/*.jsonl); repeatable")
-    job.add_argument("--format", required=True, metavar="FORMAT",
-                     help=f"instancesFormat: {', '.join(FORMATS)} (see below)")
+    job.add_argument("--format", metavar="FORMAT",
+                     help=f"instancesFormat: {', '.join(FORMATS)} (see below); not for an Azure ML job")
     job.add_argument("--output", required=True, metavar="PREFIX", help="a local directory or gs://bucket/prefix")
     job.add_argument("--instance-type", choices=("object", "array"),
                      help="instanceConfig.instanceType: CSV rows as objects keyed by the header, or JSON "
@@ -106,6 +112,21 @@ def add_parser(sub) -> None:
                      help="requests in flight: in process, those queued together share framework calls (default: 32)")
     job.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="a progress bar with rows/s and ETA (default: on a terminal; else a log line per shard)")
+    azure = batch.add_argument_group(
+        "an Azure ML batch endpoint job", "with --entry-script (a scoring script's run(mini_batch)), or with any of "
+        "these flags for an MLflow model (CSV and parquet files → DataFrames, images → arrays; rows of row, "
+        "prediction, file_name): the input files go to run() --mini-batch-size at a time")
+    azure.add_argument("--mini-batch-size", type=int, metavar="N", help="files per run() call (default: 10)")
+    azure.add_argument("--output-action", choices=("append_row", "summary_only"),
+                       help="append_row (default): every row run() returns, in one headerless --output-file-name; "
+                            "summary_only: the script writes its own output")
+    azure.add_argument("--error-threshold", type=int, default=-1, metavar="N",
+                       help="failed files after which the job stops, exit 1 (default: -1, never)")
+    azure.add_argument("--output-file-name", default="predictions.csv", metavar="NAME",
+                       help="append_row's file under --output (default: predictions.csv)")
+    azure.add_argument("--mini-batch-retries", type=int, metavar="N",
+                       help="retries of a mini-batch whose run() raised, before its files count as failed "
+                            "(default: 3, Azure's)")
     where = batch.add_argument_group("where it runs")
     where.add_argument("--endpoint", metavar="URL",
                        help="POST the requests to this predict URL of a running server or container instead "
@@ -168,9 +189,23 @@ def run_loop(coro):
     return serve_loop(coro)
 
 
+def is_mini_batch_job(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "entry_script", "")) or args.mini_batch_size is not None or \
+        args.output_action is not None or args.mini_batch_retries is not None
+
+
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
+        if is_mini_batch_job(args):
+            if args.endpoint or args.format:
+                raise JobFailed("an Azure ML batch job (--entry-script or --mini-batch-size) reads files, not "
+                                "instances: it takes neither --format nor --endpoint")
+            from .mini_batches import main as mini_batch_main
+
+            return mini_batch_main(args)
+        if not args.format:
+            raise JobFailed(f"--format is required: {', '.join(FORMATS)}")
         spec = job_spec(args)
         out = Output(spec.output, spec.cache_dir / "batch-spool")
         files, shards = plan(spec)

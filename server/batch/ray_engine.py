@@ -5,6 +5,7 @@ writes and commits its own shard), so the output is the same files the local eng
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -47,20 +48,9 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
                out: Output) -> Ran:
     if args.endpoint:
         raise JobFailed("--engine ray loads the model in Ray actors; it does not take --endpoint")
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise JobFailed("--engine ray needs Ray Data: pip install 'hyperserve[ray]'") from None
     wrap, progress, results, todo = start_parallel(args, spec, files, shards, out)
     if todo:
-        address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
-        _check_reachable(address)
-        try:
-            ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
-        except Exception as err:  # noqa: BLE001 - Ray's errors for an unreachable cluster vary
-            raise JobFailed(f"cannot connect to the Ray cluster {address or '(local)'}: {err}") from None
-        try:
+        with connected(args, progress.close) as ray:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             actors = max(1, min(args.ray_actors or cpus, len(todo)))
             log.info("Ray: %d shards on %d actors (%d CPUs in the cluster)", len(todo), actors, cpus)
@@ -72,14 +62,34 @@ def run_on_ray(args: argparse.Namespace, spec: JobSpec, files: list[InputFile], 
                                      orjson.loads(row["errors"]), span=(float(row["began"]), float(row["ended"])))
                 results[result.index] = result
                 progress.shard_done(result)
-        except JobFailed:
-            raise
-        except Exception as err:  # noqa: BLE001 - a task's failure, as Ray reports it
-            raise JobFailed(f"the Ray job failed: {_cause(err)}") from None
-        finally:
-            progress.close()
-            ray.shutdown()
     return Ran([results[s.index] for s in shards], span_of(results.values()), "ray")
+
+
+@contextlib.contextmanager
+def connected(args: argparse.Namespace, finally_=lambda: None, env_vars: dict[str, str] | None = None):
+    """Ray, connected to --ray-address ($RAY_ADDRESS, else a local cluster) for the block; a task's
+    failure inside it ends the job with Ray's reason."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the block uses it
+    except ImportError:
+        raise JobFailed("--engine ray needs Ray Data: pip install 'hyperserve[ray]'") from None
+    address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+    _check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True,
+                 runtime_env={"env_vars": env_vars} if env_vars else None)
+    except Exception as err:  # noqa: BLE001 - Ray's errors for an unreachable cluster vary
+        raise JobFailed(f"cannot connect to the Ray cluster {address or '(local)'}: {err}") from None
+    try:
+        yield ray
+    except JobFailed:
+        raise
+    except Exception as err:  # noqa: BLE001 - a task's failure, as Ray reports it
+        raise JobFailed(f"the Ray job failed: {_cause(err)}") from None
+    finally:
+        finally_()
+        ray.shutdown()
 
 
 def _check_reachable(address: str | None) -> None:

@@ -74,8 +74,9 @@ def _columns_from(document: dict[str, Any]) -> tuple[dict[Any, list] | None, Any
     data = document[fmt]
     if fmt == "dataframe_split":
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            got = set(data) if isinstance(data, dict) else data
             raise MlflowInputError("Invalid input. Dataframe split format must have 'data' field and optionally "
-                                   f"'columns' and 'index' fields. Got {set(data) if isinstance(data, dict) else data!r}.")
+                                   f"'columns' and 'index' fields. Got {got!r}.")
         names = data.get("columns")
         rows = data["data"]
         if names is None:

@@ -175,7 +175,9 @@ def routes(context: Context) -> list[Route]:
         """Routes only MLflow's server has: for another model, as if they were not there (the
         framework is known only once the model's files were looked at)."""
         def answer(request: Request, params: Params = NO_PARAMS) -> Response:
-            return endpoint(request, params) if is_mlflow(default) else Response.error(404, f"no route for {request.path}")
+            if is_mlflow(default):
+                return endpoint(request, params)
+            return Response.error(404, f"no route for {request.path}")
         return answer
 
     # Vertex's readiness route is /health unless AIP_HEALTH_ROUTE moves it: then one endpoint serves both.

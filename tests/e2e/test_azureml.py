@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 SCRIPTS = ROOT / "tests" / "helpers" / "azureml_scripts"
 AZMLINFSRV = ROOT / "bench" / ".venvs" / "azureml" / "bin" / "azmlinfsrv"
 needs_azmlinfsrv = pytest.mark.skipif(
-    not AZMLINFSRV.exists(), reason="needs Microsoft's server in bench/.venvs/azureml: bash bench/peers/install.sh azureml")
+    not AZMLINFSRV.exists(),
+    reason="needs Microsoft's server in bench/.venvs/azureml: bash bench/peers/install.sh azureml")
 # Compared on every reply; x-ms-run-fn-exec-ms only for being there (it is a duration).
 ID_HEADERS = ("x-request-id", "x-ms-request-id", "x-ms-client-request-id", "traceid", "x-ms-run-function-failed")
 
@@ -114,7 +115,7 @@ def compare(theirs: httpx.Response, ours: httpx.Response, what: str) -> None:
         assert theirs.headers["x-ms-server-version"].startswith("azmlinfsrv/"), what
         assert ours.headers["x-ms-server-version"].startswith("hyperserve/"), what
     for name, value in theirs.headers.items():
-        if name.startswith("x-") and name not in ("x-ms-run-fn-exec-ms", "x-ms-server-version") and name not in ID_HEADERS:
+        if name.startswith("x-") and name not in ("x-ms-run-fn-exec-ms", "x-ms-server-version", *ID_HEADERS):
             assert ours.headers.get(name) == value, (what, name)
 
 
@@ -150,7 +151,7 @@ CASES = {
     "raw.py": [
         ("GET", "/score?x=1&x=2&y=a%20b", {}, None),
         ("POST", "/score", {"x-mode": "json", **JSON}, json.dumps({"a": [1, 2]})),
-        ("POST", "/score", {"x-mode": "json", "content-type": "text/plain"}, "{}"),  # get_json refuses: the script fails
+        ("POST", "/score", {"x-mode": "json", "content-type": "text/plain"}, "{}"),  # get_json refuses: run() fails
         ("POST", "/score", {"x-mode": "bytes", "content-type": "application/octet-stream"}, b"\x00\x01\x02abc"),
         ("POST", "/score", {"x-mode": "stream"}, "go"),
         ("POST", "/score", {"x-mode": "status"}, "go"),
@@ -241,8 +242,9 @@ def test_concurrent_calls_to_a_script_run_one_at_a_time(tmp_path):
 
 
 def test_the_azure_port_and_worker_count(tmp_path):
-    (tmp_path / "score.py").write_text("import os\ndef init():\n    pass\n"
-                                       "def run(raw):\n    return {'pid': os.getpid(), 'dir': os.environ['AZUREML_MODEL_DIR']}\n")
+    (tmp_path / "score.py").write_text(
+        "import os\ndef init():\n    pass\n"
+        "def run(raw):\n    return {'pid': os.getpid(), 'dir': os.environ['AZUREML_MODEL_DIR']}\n")
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("AIP_HTTP_PORT", "HYPERSERVE_PORT")}

@@ -373,3 +373,128 @@ def test_ray_engine_resumes_after_sigkill(tmp_path, ray_cluster, sklearn_dir, ir
     summary = summary_of(batch(*args))
     assert summary["shards_skipped"] >= done and summary["instances"] == 12000
     check_resumed(out, rows, 24)
+
+
+# -- Azure ML batch endpoint jobs --------------------------------------------------------------
+
+MINI_BATCH_SCRIPT = '''
+import os
+from pathlib import Path
+
+import pandas as pd
+
+offset = None
+
+
+def init():
+    global offset
+    offset = float((Path(os.environ["AZUREML_MODEL_DIR"]) / "offset.txt").read_text())
+
+
+def run(mini_batch):
+    if any(Path(p).read_text().strip() == "boom" for p in mini_batch):
+        with open(os.environ["ATTEMPTS_FILE"], "a") as f:
+            f.write("attempt\\n")
+        raise ValueError("this mini-batch holds a bad file")
+    rows = [(Path(p).name, sum(float(v) for v in Path(p).read_text().split()) + offset) for p in mini_batch]
+    if os.environ.get("AS_FRAME"):
+        return pd.DataFrame(rows, columns=["file", "total"])
+    return [f"{name} {total}" for name, total in rows]
+'''
+
+
+@pytest.fixture
+def mini_batch_job(tmp_path):
+    app, model, data = tmp_path / "app", tmp_path / "model", tmp_path / "data"
+    for d in (app, model, data):
+        d.mkdir()
+    (app / "batch_score.py").write_text(MINI_BATCH_SCRIPT)
+    (model / "offset.txt").write_text("100")
+    for i in range(7):
+        (data / f"f{i}.txt").write_text("boom" if i == 4 else f"{i} {i}")
+    env = {"AML_APP_ROOT": str(app), "ATTEMPTS_FILE": str(tmp_path / "attempts")}
+    return model, data, env, tmp_path
+
+
+def test_a_scoring_scripts_batch_form_appends_rows_and_retries_a_failing_mini_batch(mini_batch_job):
+    model, data, env, tmp = mini_batch_job
+    proc = batch(model, "--entry-script", "batch_score.py", "--input", data, "--output", tmp / "out",
+                 "--mini-batch-size", 2, "--workers", 2, env=env)
+    summary = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    assert summary["files"] == 7 and summary["mini_batches"] == 4 and summary["failed_files"] == 2
+    # f4 fails its mini-batch (f4, f5): run() is tried once and retried 3 times, as Azure does
+    assert (tmp / "attempts").read_text().count("attempt") == 4
+    lines = (tmp / "out" / "predictions.csv").read_text().splitlines()
+    assert lines == [f"f{i}.txt {2 * i + 100.0}" for i in (0, 1, 2, 3, 6)]  # headerless, in input order
+    failures = json.loads((tmp / "out" / "job_summary.json").read_text())["failures"]
+    assert [Path(f["file"]).name for f in failures] == ["f4.txt", "f5.txt"]
+    assert "this mini-batch holds a bad file" in failures[0]["error"]
+
+
+def test_the_error_threshold_stops_a_job_and_a_dataframe_becomes_csv_rows(mini_batch_job):
+    model, data, env, tmp = mini_batch_job
+    stopped = batch(model, "--entry-script", "batch_score.py", "--input", data, "--output", tmp / "stopped",
+                    "--mini-batch-size", 2, "--error-threshold", 1, "--mini-batch-retries", 0, env=env, check=False)
+    assert stopped.returncode == 1 and "more than --error-threshold 1" in stopped.stderr.decode()
+    (data / "f4.txt").write_text("4 4")
+    batch(model, "--entry-script", "batch_score.py", "--input", data, "--output", tmp / "frame",
+          "--output-file-name", "scores.csv", env={**env, "AS_FRAME": "1"})
+    assert (tmp / "frame" / "scores.csv").read_text().splitlines() == [f"f{i}.txt,{2 * i + 100.0}" for i in range(7)]
+
+
+def test_a_scoring_scripts_batch_form_on_ray(mini_batch_job, ray_cluster):
+    model, data, env, tmp = mini_batch_job
+    (data / "f4.txt").write_text("4 4")
+    batch(model, "--entry-script", "batch_score.py", "--input", data, "--output", tmp / "ray", "--mini-batch-size", 3,
+          "--engine", "ray", "--ray-address", ray_cluster, env=env)
+    assert (tmp / "ray" / "predictions.csv").read_text().splitlines() == [f"f{i}.txt {2 * i + 100.0}" for i in range(7)]
+
+
+def test_an_mlflow_model_on_a_batch_endpoint(tmp_path):
+    """No script: CSV files become DataFrames (typed by the signature); rows are row, prediction, file_name."""
+    import pickle
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"a": [0.0, 0.1, 1.0, 0.9], "b": [1.0, 0.9, 0.0, 0.1]})
+    model = LogisticRegression().fit(frame, [0, 0, 1, 1])
+    model_dir, data = tmp_path / "model", tmp_path / "data"
+    model_dir.mkdir()
+    data.mkdir()
+    (model_dir / "model.pkl").write_bytes(pickle.dumps(model))
+    inputs = json.dumps([{"type": "double", "name": "a"}, {"type": "double", "name": "b"}]).replace('"', '\\"')
+    (model_dir / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n    model_path: model.pkl\n"
+        "  sklearn:\n    pickled_model: model.pkl\n    serialization_format: pickle\n"
+        f'signature:\n  inputs: "{inputs}"\n')
+    pd.DataFrame({"b": [1.0, 0.0], "a": [0.0, 1.0]}).to_csv(data / "one.csv", index=False)
+    pd.DataFrame({"a": [1, 0, 1], "b": [0, 1, 0]}).to_csv(data / "two.csv", index=False)
+    (data / "notes.txt").write_text("not data")
+    proc = batch(model_dir, "--input", data, "--output", tmp_path / "out", "--mini-batch-size", 2,
+                 "--trust-model-code")
+    assert json.loads(proc.stdout.decode().strip().splitlines()[-1])["failed_files"] == 1  # notes.txt
+    assert (tmp_path / "out" / "predictions.csv").read_text().splitlines() == \
+        ["0,0,one.csv", "1,1,one.csv", "0,1,two.csv", "1,0,two.csv", "2,1,two.csv"]
+
+
+def test_images_become_arrays_for_an_mlflow_onnx_model(tmp_path):
+    """An image file is one array (height, width) given to the model as a batch of one."""
+    import onnx
+    from onnx import TensorProto, helper
+    from PIL import Image
+
+    model_dir, data = tmp_path / "model", tmp_path / "data"
+    model_dir.mkdir()
+    data.mkdir()
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["image", "axes"], ["total"], keepdims=0)], "sum",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 2, 3])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, [None])],
+        [helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(model_dir / "model.onnx"))
+    (model_dir / "MLmodel").write_text("flavors:\n  onnx:\n    data: model.onnx\n")
+    Image.fromarray(np.arange(6, dtype=np.uint8).reshape(2, 3), mode="L").save(data / "a.png")
+    Image.fromarray(np.full((2, 3), 10, dtype=np.uint8), mode="L").save(data / "b.png")
+    batch(model_dir, "--input", data, "--output", tmp_path / "out", "--mini-batch-size", 5)
+    assert (tmp_path / "out" / "predictions.csv").read_text().splitlines() == ["0,15.0,a.png", "0,60.0,b.png"]

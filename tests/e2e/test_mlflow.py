@@ -165,8 +165,8 @@ def test_the_other_routes_serve_mlflow_models_too(pair):
     assert httpx.post(pipeline.url + "/predict",
                       json={"instances": [dict(zip(COLUMNS, r)) for r in ROWS]}).json()["predictions"] == want
     _, custom = pair("custom")
-    assert httpx.post(custom.url + "/score", json={"input_data": {"columns": ["a", "b"], "data": [[1.0, 3.0]]},
-                                                   "params": {"factor": 2.0}}).json() == [{"total": 8.0, "largest": "b"}]
+    azure = {"input_data": {"columns": ["a", "b"], "data": [[1.0, 3.0]]}, "params": {"factor": 2.0}}
+    assert httpx.post(custom.url + "/score", json=azure).json() == [{"total": 8.0, "largest": "b"}]
     assert httpx.post(custom.url + "/predict", json={"instances": [{"a": 2.0, "b": 1.0}]}).json() == \
         {"predictions": [{"total": 3.0, "largest": "a"}]}
 
