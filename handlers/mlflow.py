@@ -2,7 +2,8 @@
 
 Two ways to run one:
 
-- **natively**, when the flavor is one hyperserve runs itself (sklearn, onnx, xgboost): the MLmodel
+- **natively**, when the flavor is one hyperserve runs itself (sklearn, onnx, xgboost, a PyTorch
+  ``torch.export`` program or TorchScript module, a TensorFlow SavedModel): the MLmodel
   signature becomes the handler's (a column-based one: one input per column; a tensor-based one:
   its tensor), so requests go through the native decoder and the batching scheduler, and MLflow
   itself need not be installed;
@@ -119,6 +120,43 @@ def load_sklearn(model_dir: Path, flavor: dict[str, Any], config: HandlerConfig)
     raise ServingError(f"the sklearn model {path} is in serialization format {fmt!r}, which hyperserve cannot load")
 
 
+# The flavors served by hyperserve's own handlers, and those handlers' registry names.
+NATIVE_HANDLERS = {"onnx": "onnx", "xgboost": "xgboost", "pytorch": "torch", "tensorflow": "tensorflow"}
+
+
+def native_flavor(model_dir: Path, flavors: dict[str, Any]) -> tuple[str | None, Path | None]:
+    """The flavor hyperserve runs itself, and its file (None: the model goes through mlflow.pyfunc)."""
+    if "onnx" in flavors:
+        return "onnx", model_dir / flavors["onnx"].get("data", "model.onnx")
+    if "xgboost" in flavors:
+        return "xgboost", model_dir / flavors["xgboost"]["data"]
+    if "sklearn" in flavors and flavors["sklearn"].get("serialization_format", "cloudpickle") in \
+            (*PICKLE_FORMATS, "skops"):
+        return "sklearn", None
+    if "pytorch" in flavors:
+        data = model_dir / flavors["pytorch"].get("model_data", "data")
+        if (data / "model.pt2").is_file():  # MLflow 3's default: a torch.export program
+            return "pytorch", data / "model.pt2"
+        if (data / "model.pth").is_file() and _is_torchscript(data / "model.pth"):
+            return "pytorch", data / "model.pth"
+        return None, None  # a pickled module: mlflow.pytorch unpickles it
+    saved = (flavors.get("tensorflow") or {}).get("saved_model_dir")
+    if saved and (model_dir / saved / "saved_model.pb").is_file():
+        return "tensorflow", model_dir / saved
+    return None, None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive is a zip holding code/ (a torch.save pickle holds none)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 class MlflowHandler(Handler):
     name = "mlflow"
     artifact_names = (MLMODEL,)
@@ -140,10 +178,7 @@ class MlflowHandler(Handler):
         self.inner: Handler | None = None
         self.model: Any = None
         self.pyfunc: Any = None
-        native = next((f for f in ("onnx", "xgboost", "sklearn") if f in flavors), None)
-        if native == "sklearn" and flavors["sklearn"].get("serialization_format", "cloudpickle") not in \
-                (*PICKLE_FORMATS, "skops"):
-            native = None
+        native, native_file = native_flavor(model_dir, flavors)
         if native is None:
             self._load_pyfunc(model_dir, flavors, config)
         elif native == "sklearn":
@@ -154,11 +189,13 @@ class MlflowHandler(Handler):
             self._method = getattr(self.model, method)
             self.capabilities = Capabilities(releases_gil=False, runs_inline=True, fork_safe=True)
         else:
-            from . import onnx, xgboost
+            from . import registry
 
-            cls = onnx.OnnxHandler if native == "onnx" else xgboost.XGBoostHandler
-            self.inner = cls()
-            self.inner.load(model_dir / flavors[native]["data"], config)
+            self.inner = registry.load_class(NATIVE_HANDLERS[native])()
+            self.inner.load(native_file, config)
+            if len(self.inner.signature().inputs) != 1:
+                raise ServingError(f"MLflow model {model_dir}: its {native} model takes "
+                                   f"{len(self.inner.signature().inputs)} inputs; hyperserve serves one-input models")
             self.capabilities = dataclasses.replace(self.inner.capabilities, inputs=Inputs.TENSORS)
         self.flavor = native or "python_function"
         self._signature = self._make_signature()

@@ -26,7 +26,7 @@ for peer in "$@"; do
     azureml)    venv azureml "azureml-inference-server-http==1.5.0" "inference-schema[numpy-support,pandas-support]~=1.8.0" \
                   numpy pandas scikit-learn joblib ;;
     # MLflow's scoring server (mlflow models serve), also what tests/e2e/test_mlflow.py compares with.
-    mlflow)     venv mlflow "mlflow==3.17.2" "scikit-learn==1.9.1" joblib ;;
+    mlflow)     venv mlflow "mlflow==3.17.2" "scikit-learn==1.9.1" joblib "torch==2.13.0" ;;
     uvicorn)    venv uvicorn uvicorn uvloop httptools ;;
     nginx)
       if ! command -v nginx >/dev/null; then

@@ -303,6 +303,23 @@ except ImportError:  # pragma: no cover - pybase64 is a core dependency
         return native.b64decode(data)
 
 
+SCAN_IN_NUMPY_BYTES = 16 * 1024
+
+
+def holds(raw: bytes, token: bytes) -> bool:
+    """``token in raw``. On a large body, by numpy's vectorised compares, which release the GIL:
+    ``in`` is one C call of about 1 ns a byte holding it, which the event loop would wait out
+    while a codec thread scans (tests/adversarial/test_loop_stall.py)."""
+    if len(raw) < SCAN_IN_NUMPY_BYTES:
+        return token in raw
+    data = np.frombuffer(raw, np.uint8)
+    end = len(data) - len(token) + 1
+    found = data[:end] == token[0]
+    for i in range(1, len(token)):
+        np.logical_and(found, data[i:end + i] == token[i], out=found)
+    return bool(found.any())
+
+
 def decode_predict_request_py(body: bytes | memoryview, signature: Signature,
                               by_name: SignatureByName | None = None) -> tuple[InferRequest, str]:
     """The pure-Python path: the reference the native fast path must agree with."""
@@ -311,7 +328,7 @@ def decode_predict_request_py(body: bytes | memoryview, signature: Signature,
         signature = by_name(parsed.signature_name)
     # Without a `true`/`false` token anywhere in the body no value can be a boolean (cheap and exact).
     raw = body if isinstance(body, bytes) else bytes(body)
-    may_hold_bools = b"true" in raw or b"false" in raw
+    may_hold_bools = holds(raw, b"true") or holds(raw, b"false")
     if parsed.format == ROW:
         inputs = _row_inputs(parsed.data, signature.inputs, may_hold_bools)
         return InferRequest(inputs=inputs, batch_size=len(parsed.data), parameters=parsed.parameters,

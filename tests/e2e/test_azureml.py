@@ -312,3 +312,19 @@ def test_scoring_timeout_is_azures_500(tmp_path):
         assert quick.status_code == 200 and quick.json() == "done"
     finally:
         server.stop()
+
+
+def test_the_app_roots_own_swagger_file_is_served(tmp_path):
+    (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
+    (tmp_path / "swagger3.json").write_text(json.dumps({"openapi": "3.0.3", "info": {"title": "mine"}}))
+    server = ServerProcess(["--entry-script", "score.py"], {"AML_APP_ROOT": str(tmp_path)}, cwd=tmp_path)
+    try:
+        server.wait_ready("/")
+        assert httpx.get(server.url + "/swagger.json?version=3").json()["info"] == {"title": "mine"}
+        generated = httpx.get(server.url + "/swagger.json").json()  # no swagger.json: generated from run()
+        assert generated["swagger"] == "2.0" and generated["definitions"]["ServiceInput"] == {"type": "object",
+                                                                                               "example": {}}
+        missing = httpx.get(server.url + "/swagger.json?version=9")
+        assert missing.status_code == 404 and "is not valid" in missing.json()["message"]
+    finally:
+        server.stop()

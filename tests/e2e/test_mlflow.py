@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 
 import httpx
@@ -81,11 +82,22 @@ def post(url, body, content_type="application/json"):
     return httpx.post(url + "/invocations", content=content, headers={"content-type": content_type}, timeout=30)
 
 
+def same(a, b) -> bool:
+    """Equal JSON, floats to float32's precision (MLflow writes a float32 as the double it widens to)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == pytest.approx(b, rel=1e-6)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
 def compare(theirs: httpx.Response, ours: httpx.Response, what: str) -> None:
     assert ours.status_code == theirs.status_code, (what, theirs.text[:500], ours.text[:500])
     assert ours.headers["content-type"].split(";")[0] == theirs.headers["content-type"].split(";")[0], what
     if theirs.status_code == 200:
-        assert ours.json() == theirs.json(), what
+        assert same(ours.json(), theirs.json()), (what, theirs.text[:300], ours.text[:300])
     elif theirs.headers["content-type"].startswith("application/json"):
         assert ours.json()["error_code"] == theirs.json()["error_code"], (what, theirs.text[:500], ours.text[:500])
 
@@ -121,6 +133,17 @@ CASES = {
         ({"inputs": [r[:3] for r in ROWS]}, "application/json"),  # wrong width
         ({"inputs": [["a", "b", "c", "d"]]}, "application/json"),
         *BAD,
+    ],
+    "torch_export": [
+        ({"inputs": ROWS}, "application/json"),
+        ({"instances": ROWS[:1]}, "application/json"),
+        ({"inputs": [r[:3] for r in ROWS]}, "application/json"),
+        *BAD[:4],
+    ],
+    "torchscript": [
+        ({"inputs": ROWS}, "application/json"),
+        ({"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": ROWS}}, "application/json"),
+        *BAD[:4],
     ],
     "custom": [
         ({"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 3.0], [4.0, 0.5]]}}, "application/json"),
@@ -190,3 +213,29 @@ def test_a_pickled_mlflow_model_needs_trust(tmp_path, start_server):
     assert reply.json() == {"predictions": [0, 1]}
     trusted_by_env = start_server([tmp_path], env={"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}, route="/ping")
     assert httpx.post(trusted_by_env.url + "/predict", json={"instances": [[1.0]]}).json() == {"predictions": [1]}
+
+
+TF_MODULE = '''
+import sys
+import numpy as np, tensorflow as tf, mlflow.tensorflow
+from mlflow.models import infer_signature
+
+
+class Sum(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    def __call__(self, x):
+        return {"total": tf.reduce_sum(x, axis=1)}
+
+
+x = np.ones((2, 4), np.float32)
+mlflow.tensorflow.save_model(Sum(), sys.argv[1], signature=infer_signature(x, np.ones(2, np.float32)))
+'''
+
+
+def test_a_tensorflow_savedmodel_saved_by_mlflow_is_served_natively(tmp_path, start_server):
+    pytest.importorskip("tensorflow", reason="needs TensorFlow (the tensorflow-cpu extra)")
+    model_dir = tmp_path / "tf"
+    subprocess.run([sys.executable, "-c", TF_MODULE, str(model_dir)], check=True, capture_output=True, timeout=300)
+    server = start_server([model_dir], route="/ping")
+    assert post(server.url, {"inputs": [[1, 2, 3, 4], [1, 1, 1, 1]]}).json() == {"predictions": [10.0, 4.0]}
+    assert httpx.get(server.url + "/v1/models/model/metadata").json()["framework"] == "mlflow"

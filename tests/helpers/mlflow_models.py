@@ -2,12 +2,14 @@
     python tests/helpers/mlflow_models.py OUT_DIR
 OUT_DIR/pipeline: an sklearn Pipeline with a column-based signature (trained on a DataFrame);
 OUT_DIR/tensor: a LogisticRegression with a tensor-based signature; OUT_DIR/custom: a PythonModel
-with a params schema."""
+with a params schema; OUT_DIR/torch_export and OUT_DIR/torchscript: a 4-3 linear layer saved by
+mlflow.pytorch as a torch.export program (MLflow 3's default) and as TorchScript."""
 
 import sys
 from pathlib import Path
 
 import mlflow.pyfunc
+import mlflow.pytorch
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
@@ -36,7 +38,15 @@ def main(out: Path) -> None:
     signature = infer_signature(example, Scaler().predict(None, example), params={"factor": 1.0})
     mlflow.pyfunc.save_model(out / "custom", python_model=Scaler(), signature=signature,
                              code_paths=[str(HERE / "mlflow_custom.py")])
-    np.save(out / "rows.npy", x[:3])
+    import torch
+
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    x32 = x[:8].astype(np.float32)
+    signature = infer_signature(x32, layer(torch.from_numpy(x32)).detach().numpy())
+    mlflow.pytorch.save_model(layer, out / "torch_export", signature=signature, input_example=x32[:2])
+    mlflow.pytorch.save_model(torch.jit.script(layer), out / "torchscript", signature=signature,
+                              serialization_format="pickle")
 
 
 if __name__ == "__main__":

@@ -402,3 +402,11 @@ def test_the_native_line_scan_agrees_with_its_python_twin(lines):
 
     assert native.unbalanced_lines(lines) == unbalanced_lines_py(lines)
     assert unbalanced_lines_py(lines) == [i for i, line in enumerate(lines) if scan_json_py(line) is None]
+
+
+@given(st.binary(max_size=64), st.integers(0, 40_000), st.sampled_from([b"true", b"false"]), st.booleans())
+def test_the_gil_free_token_scan_agrees_with_in(head, padding, token, plant):
+    from hyperserve.server.codecs.vertex_json import holds
+
+    raw = head + b"x" * padding + (token[:-1] + b"!" + token if plant else token[:-1])
+    assert holds(raw, token) == (token in raw)
