@@ -28,8 +28,9 @@ fi
 # Builds the C++ extension (scikit-build-core + nanobind) and installs every CPU framework.
 .venv/bin/python -m pip install -q -e '.[all-cpu,test]'
 
-# Microsoft's Azure ML inference server, in its own venv: tests/e2e/test_azureml.py compares with it.
-PYTHON="$PYTHON" bash bench/peers/install.sh azureml
+# Microsoft's Azure ML inference server and MLflow's scoring server, each in its own venv:
+# tests/e2e/test_azureml.py and tests/e2e/test_mlflow.py compare hyperserve with them.
+PYTHON="$PYTHON" bash bench/peers/install.sh azureml mlflow
 
 .venv/bin/python -m pytest "$@"
 # The codecs again with the pure-Python twins, which must behave identically, and the transport
