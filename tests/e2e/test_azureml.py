@@ -4,6 +4,7 @@ side by side, and every request gets the same status, media type, body and id he
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -64,6 +65,16 @@ class Azmlinfsrv:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.proc.wait()
+
+
+@contextlib.contextmanager
+def script_server(app_root, script: str, env: dict[str, str] | None = None):
+    """hyperserve on a script in ``app_root``, ready (GET / answers 200), stopped afterwards."""
+    server = ServerProcess(["--entry-script", script], {"AML_APP_ROOT": str(app_root), **(env or {})}, cwd=app_root)
+    try:
+        yield server.wait_ready("/")
+    finally:
+        server.stop()
 
 
 def hyperserve(script: str) -> ServerProcess:
@@ -224,9 +235,7 @@ def test_concurrent_calls_to_a_script_run_one_at_a_time(tmp_path):
         "    time.sleep(0.3)\n"
         "    with lock:\n        active -= 1\n"
         "    return {'got': json.loads(raw), 'most_at_once': most}\n")
-    server = ServerProcess(["--entry-script", "slow.py"], {"AML_APP_ROOT": str(tmp_path)}, cwd=tmp_path)
-    try:
-        server.wait_ready("/")
+    with script_server(tmp_path, "slow.py") as server:
         import concurrent.futures
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -237,8 +246,6 @@ def test_concurrent_calls_to_a_script_run_one_at_a_time(tmp_path):
         # The Vertex predict route runs the same script as /score would.
         vertex = httpx.post(server.url + "/predict", content="7", timeout=30)
         assert vertex.status_code == 200 and vertex.json()["got"] == 7
-    finally:
-        server.stop()
 
 
 def test_the_azure_port_and_worker_count(tmp_path):
@@ -280,13 +287,9 @@ def test_both_import_paths_resolve_to_one_module(tmp_path):
         "def run(request):\n"
         "    return AMLResponse(request.get_data()[::-1], 200, {'Content-Type': 'text/plain'}) "
         "if other.AMLResponse is AMLResponse else 'two modules'\n")
-    server = ServerProcess(["--entry-script", "score.py"], {"AML_APP_ROOT": str(tmp_path)}, cwd=tmp_path)
-    try:
-        server.wait_ready("/")
+    with script_server(tmp_path, "score.py") as server:
         reply = httpx.post(server.url + "/score", content=b"abc", timeout=30)
         assert reply.status_code == 200 and reply.content == b"cba" and reply.headers["content-type"] == "text/plain"
-    finally:
-        server.stop()
 
 
 def test_a_missing_script_is_a_load_failure(tmp_path):
@@ -300,31 +303,22 @@ def test_a_missing_script_is_a_load_failure(tmp_path):
 def test_scoring_timeout_is_azures_500(tmp_path):
     (tmp_path / "score.py").write_text("import time\ndef init():\n    pass\n"
                                        "def run(raw):\n    time.sleep(float(raw))\n    return 'done'\n")
-    server = ServerProcess(["--entry-script", "score.py"], {"AML_APP_ROOT": str(tmp_path), "SCORING_TIMEOUT_MS": "400"},
-                           cwd=tmp_path)
-    try:
-        server.wait_ready("/")
+    with script_server(tmp_path, "score.py", {"SCORING_TIMEOUT_MS": "400"}) as server:
         slow = httpx.post(server.url + "/score", content="1.5", timeout=30)
         assert slow.status_code == 500 and slow.json() == {"message": "Scoring timeout after 400 ms"}
         assert slow.headers["x-ms-run-function-failed"] == "True"
         time.sleep(1.2)  # the call finishes in the background; the script then serves again
         quick = httpx.post(server.url + "/score", content="0", timeout=30)
         assert quick.status_code == 200 and quick.json() == "done"
-    finally:
-        server.stop()
 
 
 def test_the_app_roots_own_swagger_file_is_served(tmp_path):
     (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
     (tmp_path / "swagger3.json").write_text(json.dumps({"openapi": "3.0.3", "info": {"title": "mine"}}))
-    server = ServerProcess(["--entry-script", "score.py"], {"AML_APP_ROOT": str(tmp_path)}, cwd=tmp_path)
-    try:
-        server.wait_ready("/")
+    with script_server(tmp_path, "score.py") as server:
         assert httpx.get(server.url + "/swagger.json?version=3").json()["info"] == {"title": "mine"}
         generated = httpx.get(server.url + "/swagger.json").json()  # no swagger.json: generated from run()
         assert generated["swagger"] == "2.0" and generated["definitions"]["ServiceInput"] == {"type": "object",
                                                                                                "example": {}}
         missing = httpx.get(server.url + "/swagger.json?version=9")
         assert missing.status_code == 404 and "is not valid" in missing.json()["message"]
-    finally:
-        server.stop()
