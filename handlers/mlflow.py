@@ -226,7 +226,8 @@ class MlflowHandler(Handler):
         if self.pyfunc is not None:
             return Signature((TensorSpec(INVOCATION),), (TensorSpec(REPLY),))
         if self.mlflow_signature is not None:
-            return Signature(self.mlflow_signature.inputs, (TensorSpec(PREDICTIONS),))
+            return Signature(self.mlflow_signature.inputs, (TensorSpec(PREDICTIONS),),
+                             column_based=self.mlflow_signature.columns)
         if self.inner is not None:
             return self.inner.signature()
         n_features = getattr(self.model, "n_features_in_", None)

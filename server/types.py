@@ -36,6 +36,9 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int = 0
+    # The inputs are a table's columns, one 1-D input each (an MLflow column-based signature): a
+    # request's rows are records or named columns, and the model takes them as one table.
+    column_based: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {

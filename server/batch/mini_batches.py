@@ -155,8 +155,9 @@ class MiniBatchRunner:
 
             if isinstance(data, pd.DataFrame):
                 columns = {name: data[name].tolist() for name in data.columns}
-                request = to_inputs(columns, None if handler.columns else data.to_numpy().tolist(),
-                                    handler.signature().inputs, bool(handler.columns))
+                signature = handler.signature()
+                request = to_inputs(columns, None if signature.column_based else data.to_numpy().tolist(),
+                                    signature.inputs, signature.column_based)
             else:
                 request = to_inputs(None, data[np.newaxis], handler.signature().inputs, False)
             predictions = next(iter(handler.predict(request).outputs.values()))

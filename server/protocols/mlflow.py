@@ -80,9 +80,9 @@ class Invocations:
 
     @staticmethod
     def _decode(request: Request, model: DeployedModel) -> tuple[InferRequest, None]:
-        handler = model.handler
-        return codec.decode(request.body, request.headers.get("content-type", ""), handler.signature().inputs,
-                            bool(handler.columns)), None
+        signature = model.signature
+        return codec.decode(request.body, request.headers.get("content-type", ""), signature.inputs,
+                            signature.column_based), None
 
     def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred | Awaitable[Response]:
         try:
@@ -154,9 +154,9 @@ async def azure_score(plane: DataPlane, request: Request, model: DeployedModel) 
             if response.status != 200:
                 return response
             return Response(200, orjson.dumps(orjson.loads(response.body)["predictions"]))
-        handler = model.handler
-        infer_request = await plane.run_codec(codec.decode, document, "application/json",
-                                              handler.signature().inputs, bool(handler.columns))
+        signature = model.signature
+        infer_request = await plane.run_codec(codec.decode, document, "application/json", signature.inputs,
+                                              signature.column_based)
         outputs = (await plane.infer(model, infer_request, request.headers)).outputs
         predictions = next(iter(outputs.values())) if len(outputs) == 1 else outputs
         return Response(200, orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY))

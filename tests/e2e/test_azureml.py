@@ -14,7 +14,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ROOT, ServerProcess, free_port
+from tests.conftest import ROOT, ServerProcess
+from tests.helpers.peer_server import PeerServer
 
 pytestmark = pytest.mark.e2e
 
@@ -31,40 +32,10 @@ def script_env(script: str) -> dict[str, str]:
     return {"AML_APP_ROOT": str(SCRIPTS), "AZUREML_MODEL_DIR": str(SCRIPTS), "AZUREML_ENTRY_SCRIPT": script}
 
 
-class Azmlinfsrv:
-    def __init__(self, script: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **script_env(script)}
-        env.pop("PYTHONPATH", None)
-        self.proc = subprocess.Popen([str(AZMLINFSRV), "--entry_script", script, "--port", str(self.port)], env=env,
-                                     cwd=str(SCRIPTS), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 60.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                if httpx.get(self.url + "/", timeout=2).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise TimeoutError(f"azmlinfsrv did not start:\n{self.output()}")
-
-    def output(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        return self.proc.stdout.read().decode(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait()
+def azmlinfsrv(script: str) -> PeerServer:
+    """Microsoft's server on ``script``, as its images start it (1 worker)."""
+    return PeerServer([str(AZMLINFSRV), "--entry_script", script, "--port", "{port}"], AZMLINFSRV.parent, "/",
+                      cwd=SCRIPTS, env=script_env(script))
 
 
 @contextlib.contextmanager
@@ -85,11 +56,11 @@ def hyperserve(script: str) -> ServerProcess:
 @pytest.fixture(scope="module")
 def pair(request):
     """Both servers for one script, started once per script."""
-    started: dict[str, tuple[Azmlinfsrv, ServerProcess]] = {}
+    started: dict[str, tuple[PeerServer, ServerProcess]] = {}
 
     def get(script: str):
         if script not in started:
-            theirs, ours = Azmlinfsrv(script), hyperserve(script)
+            theirs, ours = azmlinfsrv(script), hyperserve(script)
             assert theirs.wait_ready(), theirs.output()
             ours.wait_ready("/")
             started[script] = theirs, ours
@@ -209,7 +180,7 @@ def test_the_same_answers_as_microsofts_server(pair, script):
 
 @needs_azmlinfsrv
 def test_a_script_whose_init_fails_never_turns_ready():
-    theirs, ours = Azmlinfsrv("init_fails.py"), hyperserve("init_fails.py")
+    theirs, ours = azmlinfsrv("init_fails.py"), hyperserve("init_fails.py")
     try:
         assert theirs.wait_ready() is False  # Microsoft's server exits (3)
         ours.wait_listening()

@@ -6,15 +6,14 @@ PythonModel (through mlflow.pyfunc), and answer every input format and every bad
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, ServerProcess, free_port
+from tests.conftest import ROOT, ServerProcess
+from tests.helpers.peer_server import PeerServer
 
 pytestmark = pytest.mark.e2e
 
@@ -33,30 +32,12 @@ def mlflow_models(tmp_path_factory):
     return out
 
 
-class MlflowServe:
-    def __init__(self, model_dir):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
-        env.pop("PYTHONPATH", None)
-        self.proc = subprocess.Popen([str(VENV / "bin" / "mlflow"), "models", "serve", "-m", str(model_dir),
-                                      "--env-manager", "local", "-h", "127.0.0.1", "-p", str(self.port), "-w", "1"],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.stdout.read().decode(errors="replace")
-            try:
-                if httpx.get(self.url + "/ping", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise TimeoutError("mlflow models serve did not start")
-
-    def stop(self):
-        import signal
-
-        os.killpg(self.proc.pid, signal.SIGTERM)  # mlflow runs uvicorn in a child process
-        self.proc.wait(30)
+def mlflow_serve(model_dir) -> PeerServer:
+    """mlflow models serve on ``model_dir``, 1 worker, in its own venv (--env-manager local)."""
+    server = PeerServer([str(VENV / "bin" / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager",
+                         "local", "-h", "127.0.0.1", "-p", "{port}", "-w", "1"], VENV, "/ping")
+    assert server.wait_ready(), server.output()
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +46,7 @@ def pair(mlflow_models):
 
     def get(name):
         if name not in started:
-            theirs = MlflowServe(mlflow_models / name)
+            theirs = mlflow_serve(mlflow_models / name)
             ours = ServerProcess([str(mlflow_models / name), "--trust-model-code"])
             ours.wait_ready("/ping")
             started[name] = theirs, ours
@@ -213,6 +194,9 @@ def test_a_pickled_mlflow_model_needs_trust(tmp_path, start_server):
     assert reply.json() == {"predictions": [0, 1]}
     trusted_by_env = start_server([tmp_path], env={"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}, route="/ping")
     assert httpx.post(trusted_by_env.url + "/predict", json={"instances": [[1.0]]}).json() == {"predictions": [1]}
+    # in a child process, the protocol still reads the model's signature (the handler is a proxy there)
+    isolated = start_server([tmp_path, "--trust-model-code", "--isolation", "process"], route="/ping")
+    assert httpx.post(isolated.url + "/invocations", json={"inputs": [[1.0]]}).json() == {"predictions": [1]}
 
 
 TF_MODULE = '''
