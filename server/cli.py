@@ -74,8 +74,9 @@ def _inspect(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, getattr(args, "log_level", "info").upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import configure
+
+    configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     if args.command == "inspect":
         return _inspect(args)
     if args.command == "batch":

@@ -113,8 +113,25 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "seconds in-flight requests get to finish after SIGTERM"),
     Option("--load-failure-exit-delay", _env("LOAD_FAILURE_EXIT_DELAY"), 5.0, float,
            "seconds to keep answering 503 after a failed load before exiting non-zero"),
-    Option("--cache-dir", _env("CACHE_DIR"), "/tmp/hyperserve", str, "where gs:// artifacts are downloaded"),
+    Option("--cache-dir", _env("CACHE_DIR"), "/tmp/hyperserve", str,
+           "where remote artifacts (gs://, s3://, az://, http(s)://) are downloaded and cached by URI and version"),
+    Option("--cache-max-bytes", _env("CACHE_MAX_BYTES"), 0, int,
+           "most bytes the cache keeps: the least recently used copies are removed past it (0: no limit)"),
     Option("--log-level", _env("LOG_LEVEL"), "info", str, "debug, info, warning or error"),
+    Option("--log-format", _env("LOG_FORMAT"), "auto", str,
+           "json (one Cloud Logging object a line, on stdout), text (on stderr), or auto: json unless stdout is a "
+           "terminal"),
+    Option("--access-log", _env("ACCESS_LOG"), 0.0, float,
+           "share of answers to log in Cloud Logging's httpRequest shape (0: none, 1: every one, 0.01: one in 100)"),
+    Option("--metrics", _env("METRICS"), True, flag, "Prometheus metrics at GET /metrics (see Metrics)"),
+    Option("--metrics-port", _env("METRICS_PORT"), 0, int, "also serve GET /metrics alone on this port (0: no)"),
+    Option("--auth-tokens-file", _env("AUTH_TOKENS"), "", str,
+           "a file of access tokens, one a line: every predict, metadata and stats route (REST and gRPC) then "
+           "needs 'Authorization: Bearer <token>' or 'x-api-key: <token>'; re-read when it changes"),
+    Option("--auth-health", _env("AUTH_HEALTH"), False, flag, "with --auth-tokens-file: health and liveness too"),
+    Option("--auth-metrics", _env("AUTH_METRICS"), False, flag, "with --auth-tokens-file: /metrics too"),
+    Option("--metrics-dir", ("PROMETHEUS_MULTIPROC_DIR",) + _env("METRICS_DIR"), "", str,
+           "where worker processes share their metrics (emptied at start; default: a new temporary directory)"),
 )
 
 

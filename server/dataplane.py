@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import InvalidInput, NotReady, ServingError
+from .metrics.recorder import RequestRecorder
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
 from .scheduler.runner import Reply, Split, Ticket
@@ -63,7 +64,7 @@ class ModelStatus:
 
 class DataPlane:
     def __init__(self, models: ModelRepository, *, request_timeout: float = 0.0, server_name: str = "hyperserve",
-                 server_version: str = ""):
+                 server_version: str = "", metrics: bool = True):
         self.models = models
         self.request_timeout = request_timeout
         self.server_name = server_name
@@ -72,9 +73,14 @@ class DataPlane:
         self.cluster_ready: Callable[[], bool] | None = None  # with worker processes: are all ready?
         # One codec thread: a second would only compete with the loop for the GIL.
         self.codec_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec", initializer=_yield_to_loop)
-        # Answers by error status, over every protocol (the transports count them): a client's
-        # mistake is a count here, not a traceback in the log.
-        self.error_answers: Counter[int] = Counter()
+        # Every answer over every protocol, told by the transports: counts by error status (a
+        # client's mistake is a count, not a traceback in the log) and, with metrics on, latencies.
+        self.recorder = RequestRecorder(timed=metrics)
+        self.worker_metrics = None  # with metrics on: this worker's snapshot and scrape (server/metrics)
+
+    @property
+    def error_answers(self) -> Counter[int]:
+        return self.recorder.error_answers
 
     # -- health ------------------------------------------------------------------------------
 

@@ -30,12 +30,17 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
     return Response.error(status, message, headers)
 
 
+# What a route is for: access control leaves health and metrics routes open unless told otherwise.
+API, HEALTH, METRICS = "api", "health", "metrics"
+
+
 @dataclass(frozen=True)
 class Route:
     path: str
     methods: tuple[str, ...]
     endpoint: Endpoint
-    error: ErrorBody = json_error  # the owning profile's error body, used for its 405s
+    error: ErrorBody = json_error  # the owning profile's error body, used for its 405s (and 401s)
+    kind: str = API
 
     @property
     def shape(self) -> str:
@@ -75,12 +80,26 @@ def _first_segment(path: str) -> str:
 
 
 class Router:
-    def __init__(self):
+    """``guard``, when given, wraps the endpoints of the route kinds it covers (server/access.py):
+    a server without access control pays nothing for it."""
+
+    def __init__(self, guard=None):
+        self.guard = guard
+        self._guarded: dict[Endpoint, Endpoint] = {}  # one wrapper per endpoint, for shared ones
         self._exact: dict[str, _Entry] = {}
-        self._exact_methods: dict[str, dict[str, Endpoint]] = {}  # path → method → endpoint (hot path)
+        # path → method → (endpoint, profile): the hot path
+        self._exact_methods: dict[str, dict[str, tuple[Endpoint, str]]] = {}
         self._templates: dict[str, list[_Entry]] = {}  # first segment → entries in order
         self._by_shape: dict[str, _Entry] = {}
         self.profiles: list[str] = []
+
+    def _endpoint(self, route: Route) -> Endpoint:
+        if self.guard is None or not self.guard.covers(route.kind):
+            return route.endpoint
+        guarded = self._guarded.get(route.endpoint)
+        if guarded is None:
+            guarded = self._guarded[route.endpoint] = self.guard.protect(route.endpoint, route.error)
+        return guarded
 
     def check(self, profile: str, routes: list[Route]) -> str | None:
         """Why ``routes`` cannot be added beside the profiles already here, or None."""
@@ -90,7 +109,7 @@ class Router:
                 continue
             for method in route.methods:
                 claimed = entry.methods.get(method)
-                if claimed is not None and claimed[0] != route.endpoint:
+                if claimed is not None and claimed[0] not in (route.endpoint, self._guarded.get(route.endpoint)):
                     return f"{method} {route.path} is already served by the {claimed[1]} profile"
         return None
 
@@ -109,25 +128,29 @@ class Router:
                     self._exact[route.path] = entry
             pattern = entry.pattern if entry.pattern is None or entry.pattern.pattern == _compile(route.path).pattern \
                 else _compile(route.path)
+            endpoint = self._endpoint(route)
             for method in route.methods:
-                entry.methods[method] = (route.endpoint, profile, pattern)
+                if method not in entry.methods:  # a shared endpoint keeps its first profile (metrics' label)
+                    entry.methods[method] = (endpoint, profile, pattern)
             if entry.pattern is None:
-                self._exact_methods[route.path] = {m: e for m, (e, _, _) in entry.methods.items()}
+                self._exact_methods[route.path] = {m: (e, p) for m, (e, p, _) in entry.methods.items()}
         self.profiles.append(profile)
 
     def __call__(self, request: Request) -> Response | Deferred | Awaitable[Response]:
         path = request.path
         methods = self._exact_methods.get(path)
         if methods is not None:
-            endpoint = methods.get(request.method)
-            if endpoint is not None:
-                return endpoint(request, NO_PARAMS)
+            claimed = methods.get(request.method)
+            if claimed is not None:
+                request.profile = claimed[1]
+                return claimed[0](request, NO_PARAMS)
             return self._other_method(request, self._exact[path], NO_PARAMS)
         for entry in self._templates.get(_first_segment(path), ()):
             match = entry.pattern.match(path)
             if match is not None:
                 claimed = entry.methods.get(request.method)
                 if claimed is not None:
+                    request.profile = claimed[1]
                     if claimed[2] is not entry.pattern:
                         match = claimed[2].match(path)
                     return claimed[0](request, match.groupdict())
@@ -137,7 +160,8 @@ class Router:
     @staticmethod
     def _other_method(request: Request, entry: _Entry, params: Params) -> Any:
         if request.method == "HEAD" and "GET" in entry.methods:
-            return entry.methods["GET"][0](request, params)
+            endpoint, request.profile, _ = entry.methods["GET"]
+            return endpoint(request, params)
         allow = entry.allow()
         return entry.error(405, f"method {request.method} is not allowed on {request.path} (allowed: {allow})",
                            {"allow": allow})

@@ -20,7 +20,10 @@ from .errors import ServingError
 from .ports import refuse_if_served
 from .http import HttpServer, Limits
 from .repository.model import DeployedModel
+from .logs import RequestTrace, access_logger, json_chosen
+from .metrics.service import WorkerMetrics
 from .protocols import GRPC, Context, Settings, build_router, parse_protocols
+from .protocols import metrics as metrics_protocol
 from .repository.models import ModelRepository, model_specs
 from .router import Router
 
@@ -135,18 +138,43 @@ def deployed_models(args: argparse.Namespace) -> ModelRepository:
             max_batch_size=spec.option(args, "max_batch_size"),
             max_queue_delay=spec.option(args, "max_queue_delay_us") / 1e6,
             warmup_requests=spec.option(args, "warmup_requests"), warmup_file=spec.option(args, "warmup_file"),
-            preferred_batch_sizes=parse_sizes(spec.option(args, "preferred_batch_sizes"))))
+            preferred_batch_sizes=parse_sizes(spec.option(args, "preferred_batch_sizes")),
+            metrics=getattr(args, "metrics", False), cache_max_bytes=getattr(args, "cache_max_bytes", 0)))
     return ModelRepository(models, default)
+
+
+def request_tracing(args: argparse.Namespace):
+    """The transport's hook that makes a request's trace current while its route runs: for JSON
+    logs (their trace fields), else None (nothing to pay)."""
+    if json_chosen(getattr(args, "log_format", "text")):
+        return RequestTrace
+    return None
+
+
+def access_guard(args: argparse.Namespace):
+    """--auth-tokens-file's guard for the routers and the gRPC service, or None."""
+    if not getattr(args, "auth_tokens_file", ""):
+        return None
+    from .access import AccessTokens, Guard
+
+    return Guard(AccessTokens(args.auth_tokens_file), health=args.auth_health, metrics=args.auth_metrics)
 
 
 def build(args: argparse.Namespace) -> tuple[Router, DataPlane, Limits]:
     repository = deployed_models(args)
-    plane = DataPlane(repository, request_timeout=args.request_timeout, server_version=__version__)
+    plane = DataPlane(repository, request_timeout=args.request_timeout, server_version=__version__,
+                      metrics=getattr(args, "metrics", False))
     names, explicit = parse_protocols(args.protocols)
     args.protocols_served = names
     settings = Settings(health_route=args.health_route, predict_route=args.predict_route,
                         deployed_model_id=os.environ.get("AIP_DEPLOYED_MODEL_ID", ""))
-    router = build_router(Context(plane, settings), names, explicit)
+    router = build_router(Context(plane, settings), names, explicit, access_guard(args))
+    if getattr(args, "access_log", 0) > 0:
+        plane.recorder.also(access_logger(min(args.access_log, 1.0)))
+    if getattr(args, "metrics", False):
+        shared = getattr(args, "metrics_directory", None) or args.metrics_dir or None  # worker processes' files
+        plane.worker_metrics = WorkerMetrics(plane, shared)
+        router.add(metrics_protocol.NAME, metrics_protocol.routes(plane.worker_metrics))
     limits = Limits(max_header_bytes=args.max_header_size, max_body_bytes=args.max_body_size,
                     header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                     keepalive_timeout=args.keepalive_timeout, send_timeout=args.send_timeout,
@@ -169,7 +197,7 @@ def grpc_port(args: argparse.Namespace) -> int:
     return args.grpc_port if GRPC in args.protocols_served else 0
 
 
-async def start_grpc(args: argparse.Namespace, plane: DataPlane, reuse_port: bool = False):
+async def start_grpc(args: argparse.Namespace, plane: DataPlane, reuse_port: bool = False, guard=None):
     """The OIP v2 gRPC service on --grpc-port, unless switched off (port 0, or --protocols
     without grpc); without the grpc extra installed, only a warning unless grpc was asked for."""
     if not grpc_port(args):
@@ -183,10 +211,24 @@ async def start_grpc(args: argparse.Namespace, plane: DataPlane, reuse_port: boo
                 from None
         log.warning("gRPC is off: the grpc extra is not installed (pip install 'hyperserve[grpc]'): %s", err)
         return None
-    grpc_server = GrpcServer(plane, InferenceServicer(plane), args.grpc_max_message_bytes, reuse_port)
+    grpc_server = GrpcServer(plane, InferenceServicer(plane), args.grpc_max_message_bytes, reuse_port, guard)
     port = await grpc_server.start(args.host, args.grpc_port)
     log.info("gRPC (inference.GRPCInferenceService, grpc.health.v1.Health) on %s:%d", args.host, port)
     return grpc_server
+
+
+async def start_metrics_port(args: argparse.Namespace, plane: DataPlane, limits: Limits,
+                             loop: asyncio.AbstractEventLoop, reuse_port: bool, guard=None) -> HttpServer | None:
+    """/metrics alone on --metrics-port (0: only on the main port)."""
+    if not args.metrics_port or plane.worker_metrics is None:
+        return None
+    router = Router(guard)
+    router.add(metrics_protocol.NAME, metrics_protocol.routes(plane.worker_metrics))
+    server = HttpServer(router, limits, loop)
+    if not reuse_port:
+        refuse_if_served(args.host, args.metrics_port, "metrics")
+    await server.start(args.host, args.metrics_port, reuse_port=reuse_port)
+    return server
 
 
 async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = False, slots=None,
@@ -201,7 +243,8 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
     models = plane.models
     if slots is not None:
         plane.cluster_ready = slots.all_ready
-    server = HttpServer(router, limits, loop, plane.error_answers)
+    server = HttpServer(router, limits, loop, plane.recorder)
+    server.tracing = request_tracing(args)
     try:
         if not reuse_port:  # a supervisor checked and holds the ports of its workers
             refuse_if_served(args.host, args.port, "HTTP")
@@ -212,11 +255,16 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
         plane.close()
         return 2
     try:
-        grpc_server = await start_grpc(args, plane, reuse_port)
+        grpc_server = await start_grpc(args, plane, reuse_port, router.guard)
+        metrics_server = await start_metrics_port(args, plane, limits, loop, reuse_port, router.guard)
     except (ServingError, OSError) as err:
         log.error("%s", getattr(err, "message", None) or err)
         await server.shutdown(0.0)
         return 2
+    metrics = plane.worker_metrics
+    if metrics is not None:
+        metrics.connections = lambda: len(server.connections)
+        metrics.start(loop)
     if slots is None:
         log.info("listening on %s:%d (health %s, predict %s; profiles %s)", args.host, port, args.health_route,
                  args.predict_route, ", ".join(router.profiles))
@@ -266,6 +314,10 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
         clean = await server.shutdown(grace)
     if not clean:
         log.warning("grace period over with requests still in flight; closing their connections")
+    if metrics_server is not None:
+        await metrics_server.shutdown(0.0)
+    if metrics is not None:
+        metrics.stop()
     plane.close()
     log.info("stopped")
     return exit_code

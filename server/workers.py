@@ -24,6 +24,8 @@ import time
 
 from .errors import ServingError
 from .http import HttpServer
+from .metrics.service import remove_directory, shared_directory
+from .metrics.snapshot import mark_dead
 from .ports import reserve
 
 log = logging.getLogger("hyperserve.workers")
@@ -84,11 +86,12 @@ def resolve_workers(args: argparse.Namespace) -> int:
 
 async def _prepare(args, router, plane, limits) -> int | None:
     """Serve 503 while fetching (and preloading) the models. None: go on and fork."""
-    from .serve import in_background
+    from .serve import in_background, request_tracing
 
     loop = asyncio.get_running_loop()
     models = plane.models
-    server = HttpServer(router, limits, loop, plane.error_answers)
+    server = HttpServer(router, limits, loop, plane.recorder)
+    server.tracing = request_tracing(args)
     port = await server.start(args.host, args.port, reuse_port=True)
     log.info("listening on %s:%d (health %s, predict %s); preparing %d workers", args.host, port,
              args.health_route, args.predict_route, args.workers_resolved)
@@ -147,20 +150,28 @@ def supervise(args: argparse.Namespace, workers: int) -> int:
     args.workers_resolved = workers
     if args.intra_op_threads == 0:  # share the cores between the workers' framework threads
         args.intra_op_threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    built = build_or_report(args)
-    if built is None:
-        return 2
-    try:  # held until the supervisor exits: no other server can start on these ports meanwhile
-        reservations = [reserve(args.host, args.port, "HTTP"), reserve(args.host, grpc_port(args), "gRPC")]
-    except (ServingError, OSError) as err:
-        log.error("%s", getattr(err, "message", None) or f"cannot listen on {args.host}:{args.port}: {err}")
-        return 2
+    made_directory = False
+    if args.metrics:  # the workers' shared metrics files
+        args.metrics_directory, made_directory = shared_directory(args.metrics_dir)
     try:
-        return _supervise(args, built, workers)
+        built = build_or_report(args)
+        if built is None:
+            return 2
+        try:  # held until the supervisor exits: no other server can start on these ports meanwhile
+            reservations = [reserve(args.host, args.port, "HTTP"), reserve(args.host, grpc_port(args), "gRPC"),
+                            reserve(args.host, args.metrics_port if args.metrics else 0, "metrics")]
+        except (ServingError, OSError) as err:
+            log.error("%s", getattr(err, "message", None) or f"cannot listen on {args.host}:{args.port}: {err}")
+            return 2
+        try:
+            return _supervise(args, built, workers)
+        finally:
+            for reservation in reservations:
+                if reservation is not None:
+                    reservation.close()
     finally:
-        for reservation in reservations:
-            if reservation is not None:
-                reservation.close()
+        if made_directory:
+            remove_directory(args.metrics_directory)
 
 
 def _die_with_supervisor(supervisor: int) -> None:
@@ -222,6 +233,8 @@ def _supervise(args: argparse.Namespace, built, workers: int) -> int:
             continue
         index, started = children.pop(pid)
         slots.set(index, False)
+        if getattr(args, "metrics_directory", None):  # its counters stay in the totals, its gauges go
+            mark_dead(args.metrics_directory, pid)
         code = os.waitstatus_to_exitcode(status)
         if state["stopping"]:
             if code != 0:

@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Servers and jobs the tests start log text, which their assertions read; tests/e2e/test_logs.py
+# asks for JSON (the default off a terminal) itself.
+os.environ.setdefault("HYPERSERVE_LOG_FORMAT", "text")
 
 
 def free_port() -> int:
@@ -106,6 +109,21 @@ def iris():
     from sklearn.datasets import load_iris
 
     return load_iris(return_X_y=True)
+
+
+@pytest.fixture(scope="session")
+def iris_rows(iris):
+    """3,000 iris rows drawn with a fixed seed (batch jobs' inputs)."""
+    x, _ = iris
+    return x[np.random.default_rng(0).integers(0, len(x), 3000)]
+
+
+@pytest.fixture(scope="session")
+def expected(sklearn_dir, iris_rows):
+    """What the sklearn_dir model predicts for iris_rows."""
+    import joblib
+
+    return joblib.load(sklearn_dir / "model.joblib").predict(iris_rows).tolist()
 
 
 @pytest.fixture(scope="session")
@@ -204,6 +222,67 @@ def tf_saved_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("tf")
     save_cases(root / "1")
     return root
+
+
+def _serve_until_answering(command: list[str], url: str, what: str, env: dict | None = None):
+    """Start a storage server and wait until ``url`` answers (any status)."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}: {' '.join(command)}")
+        try:
+            httpx.get(url, timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"{what} did not start: {' '.join(command)}")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback (moto[server], a test dependency): its endpoint URL."""
+    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    if exe is None:
+        pytest.fail("moto_server is not installed (pip install -e '.[test]' installs moto[server])")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve_until_answering([exe, "-H", "127.0.0.1", "-p", str(port)], url, "moto's S3 server")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's fixed development key (public, in Microsoft's documentation).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_connection_string(url: str, key: str = AZURITE_KEY) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
+            f"BlobEndpoint={url}/{AZURITE_ACCOUNT};")
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """Azurite's Blob service on loopback (the npm package; scripts/test.sh installs it into
+    build/azurite): its blob endpoint URL."""
+    exe = ROOT / "build" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+    if not exe.exists():
+        found = shutil.which("azurite-blob")
+        if found is None:
+            pytest.fail("Azurite is not installed: scripts/test.sh installs it (npm install --prefix build/azurite "
+                        "azurite)")
+        exe = Path(found)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    data = tmp_path_factory.mktemp("azurite")
+    proc = _serve_until_answering([str(exe), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+                                   str(data), "--silent", "--skipApiVersionCheck", "--loose"], url, "Azurite")
+    yield url
+    proc.terminate()
+    proc.wait(10)
 
 
 @pytest.fixture(scope="session")

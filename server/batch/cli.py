@@ -27,7 +27,7 @@ MODEL_FLAGS = ("--workers", "--model-name", "--framework", "--predictor", "--cpr
                "--trust-model-code", "--install-requirements", "--max-archive-bytes", "--intra-op-threads",
                "--inter-op-threads", "--model-threads", "--isolation", "--max-batch-size", "--preferred-batch-sizes",
                "--max-queue-delay-us", "--max-queue", "--warmup-requests", "--warmup-file", "--request-timeout",
-               "--cache-dir", "--log-level")
+               "--cache-dir", "--log-level", "--log-format")
 
 # A job keeps many requests queued, so the scheduler merges them into framework calls larger than
 # one request (bench/batch_compare.py: 2.4 times the rows/s of 64-instance calls on iris).
@@ -60,7 +60,7 @@ input formats (Vertex's instancesFormat):
                   with --instance-type object
   tf-record       each record's bytes become {"b64": ...} (the masked CRC-32C is checked)
   tf-record-gzip  the same, gzip-compressed
-  file-list       each line is a URI (local or gs://); that file's bytes become {"b64": ...}, and
+  file-list       each line is a URI (local, gs://, s3://, az://, http(s)://); its bytes become {"b64": ...}, and
                   its output line names it by the URI
 
 TorchServe archives (and --wrap-data) get every instance that is not a JSON object as
@@ -80,13 +80,16 @@ def add_parser(sub) -> None:
                            description=DESCRIPTION, epilog=FORMATS_HELP,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     batch.add_argument("model_uri", nargs="?", default="", metavar="MODEL_URI",
-                       help="a directory, a model file, or gs://bucket/prefix (not needed with --endpoint)")
+                       help="a directory, a model file, or a gs://, s3://, az:// or http(s):// URI "
+                            "(not needed with --endpoint)")
     job = batch.add_argument_group("the job")
     job.add_argument("--input", action="append", required=True, metavar="URI[,URI...]",
-                     help="input files, local or gs://, wildcards allowed (gs://bucket/*.jsonl); repeatable")
+                     help="input files, local or remote (gs://, s3://, az://, http(s)://), wildcards allowed "
+                          "(gs://bucket/*.jsonl); repeatable")
     job.add_argument("--format", metavar="FORMAT",
                      help=f"instancesFormat: {', '.join(FORMATS)} (see below); not for an Azure ML job")
-    job.add_argument("--output", required=True, metavar="PREFIX", help="a local directory or gs://bucket/prefix")
+    job.add_argument("--output", required=True, metavar="PREFIX",
+                     help="a local directory or a gs://, s3:// or az:// prefix")
     job.add_argument("--instance-type", choices=("object", "array"),
                      help="instanceConfig.instanceType: CSV rows as objects keyed by the header, or JSON "
                           "objects as arrays (in --included-fields order)")
@@ -153,7 +156,7 @@ def job_spec(args: argparse.Namespace) -> JobSpec:
     if args.format not in FORMATS:
         raise JobFailed(f"--format takes {', '.join(FORMATS)}; got {args.format!r}")
     if args.output.startswith("bq://"):
-        raise JobFailed("BigQuery destinations are not supported: write to a local or gs:// --output")
+        raise JobFailed("BigQuery destinations are not supported: write to a local, gs://, s3:// or az:// --output")
     flags = (args.instance_type, args.included_fields, args.excluded_fields, args.key_field)
     if args.instance_config:
         if any(flags):

@@ -1,9 +1,10 @@
-"""A job's output prefix, local or ``gs://``: shards committed atomically, so a shard is either
-complete or absent, and a re-run skips the complete ones.
+"""A job's output prefix, local or remote (gs://, s3://, az://): shards committed atomically, so a
+shard is either complete or absent, and a re-run skips the complete ones.
 
-Locally a shard is written to a temporary file beside its name and renamed into place. On Cloud
-Storage an object exists only once its upload completes, and the upload is conditional on no
-object of that name existing yet (``if_generation_match=0``): a shard is never written twice.
+Locally a shard is written to a temporary file beside its name and renamed into place. In an
+object store an object exists only once its upload completes, and the upload is conditional on no
+object of that name existing yet (Cloud Storage's if_generation_match=0, S3's If-None-Match: *,
+Azure's overwrite=False): a shard is never written twice.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ServingError
+from ..repository.stores import is_remote, open_store, read_bytes
 from .errors import JobFailed
 
 RESULTS, ERRORS_STATS = "prediction.results", "prediction.errors_stats"
@@ -28,15 +30,12 @@ class Output:
 
     def __init__(self, prefix: str, spool_dir: Path, *, clean: bool = True):
         self.prefix = prefix.rstrip("/")
-        self._gcs = prefix.startswith("gs://")
+        self._remote = is_remote(prefix)
         # Locally a shard is spooled beside its name, so that its rename is atomic.
-        self.spool_dir = spool_dir if self._gcs else Path(self.prefix)
-        if self._gcs:
-            from ..repository.gcs import _client, split_uri
-
+        self.spool_dir = spool_dir if self._remote else Path(self.prefix)
+        if self._remote:
             try:
-                bucket_name, path = split_uri(self.prefix)
-                self._bucket = _client().bucket(bucket_name)
+                self._store, path = open_store(self.prefix)
             except ServingError as err:
                 raise JobFailed(err.message) from None
             self._path = path.rstrip("/")
@@ -53,25 +52,24 @@ class Output:
     def uri(self, name: str) -> str:
         return f"{self.prefix}/{name}"
 
-    def _blob(self, name: str):
-        return self._bucket.blob(f"{self._path}/{name}" if self._path else name)
+    def _key(self, name: str) -> str:
+        return f"{self._path}/{name}" if self._path else name
 
     def exists(self, name: str) -> bool:
         try:
-            return self._blob(name).exists() if self._gcs else os.path.exists(self.uri(name))
+            return self._store.get(self._key(name)) is not None if self._remote else os.path.exists(self.uri(name))
         except Exception as err:  # noqa: BLE001 - any storage failure ends the job, with its cause
-            raise JobFailed(f"cannot read the output {self.uri(name)}: {err}") from None
+            raise JobFailed(f"cannot read the output {self.uri(name)}: {getattr(err, 'message', err)}") from None
 
     def read(self, name: str) -> bytes | None:
         try:
-            if self._gcs:
-                blob = self._blob(name)
-                return blob.download_as_bytes() if blob.exists() else None
+            if self._remote:
+                return read_bytes(self._store, self._key(name))
             return Path(self.uri(name)).read_bytes()
         except FileNotFoundError:
             return None
         except Exception as err:  # noqa: BLE001
-            raise JobFailed(f"cannot read the output {self.uri(name)}: {err}") from None
+            raise JobFailed(f"cannot read the output {self.uri(name)}: {getattr(err, 'message', err)}") from None
 
     def spool(self, name: str):
         """A local file to write ``name`` into before ``commit``."""
@@ -82,16 +80,10 @@ class Output:
         """Put the finished file ``local`` at ``name``. ``once``: never over an existing one (False
         when one was there: a run still ending committed the same shard first)."""
         try:
-            if self._gcs:
-                blob = self._blob(name)
-                try:
-                    blob.upload_from_filename(local, if_generation_match=0 if once else None)
-                except Exception as err:  # noqa: BLE001
-                    if getattr(err, "code", None) != 412:  # 412: the precondition, an object exists
-                        raise
-                    os.unlink(local)
-                    return False
+            if self._remote:
+                written = self._store.upload(local, self._key(name), once=once)
                 os.unlink(local)
+                return written
             else:
                 final = self.uri(name)
                 if once:
@@ -115,7 +107,7 @@ class Output:
                 os.unlink(local)
             except OSError:
                 pass
-            raise JobFailed(f"cannot write the output {self.uri(name)}: {err}") from None
+            raise JobFailed(f"cannot write the output {self.uri(name)}: {getattr(err, 'message', err)}") from None
 
     def write(self, name: str, data: bytes) -> None:
         f, path = self.spool(name)

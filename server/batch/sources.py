@@ -1,4 +1,4 @@
-"""Where a job's files are: input URIs with wildcards (local or ``gs://``) → local files to read,
+"""Where a job's files are: input URIs with wildcards (local or remote) → local files to read,
 and the bytes a file list names."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ServingError
+from ..repository.download import download_object
+from ..repository.stores import is_remote, open_store, read_bytes, split
 from .errors import JobFailed
 
 _WILDCARDS = "*?["
@@ -21,15 +23,16 @@ _WILDCARDS = "*?["
 class InputFile:
     uri: str  # as the user named it (one match of a wildcard)
     path: str  # where it is read from: the file itself, or its downloaded copy
-    version: str  # size and mtime (local) or generation (gs://): a re-run resumes only the same inputs
+    version: str  # size and mtime (local), or the store's version: a re-run resumes only the same inputs
 
 
 def expand(uris: list[str], cache_dir: Path) -> list[InputFile]:
-    """Every file the URIs name, in the order given (each wildcard's matches sorted); gs:// objects
-    are downloaded into ``cache_dir`` first, so that indexing and reading are local."""
+    """Every file the URIs name, in the order given (each wildcard's matches sorted); remote
+    objects (gs://, s3://, az://, http(s)://) are downloaded into ``cache_dir`` first, so that
+    indexing and reading are local."""
     files: list[InputFile] = []
     for uri in uris:
-        found = _expand_gs(uri, cache_dir) if uri.startswith("gs://") else _expand_local(uri)
+        found = _expand_remote(uri, cache_dir) if is_remote(uri) else _expand_local(uri)
         if not found:
             raise JobFailed(f"no input file matches {uri}")
         files.extend(found)
@@ -39,7 +42,7 @@ def expand(uris: list[str], cache_dir: Path) -> list[InputFile]:
 def _expand_local(uri: str) -> list[InputFile]:
     path = uri[len("file://"):] if uri.startswith("file://") else uri
     if "://" in path:
-        raise JobFailed(f"unsupported input scheme in {uri}: use a local path or gs://")
+        raise JobFailed(f"unsupported input scheme in {uri}: use a local path, gs://, s3://, az:// or http(s)://")
     matches = sorted(glob.glob(path)) if any(c in path for c in _WILDCARDS) else [path]
     files = []
     for match in matches:
@@ -53,54 +56,47 @@ def _expand_local(uri: str) -> list[InputFile]:
     return files
 
 
-def _expand_gs(uri: str, cache_dir: Path) -> list[InputFile]:
-    from ..repository.gcs import _client, split_uri
-
+def _expand_remote(uri: str, cache_dir: Path) -> list[InputFile]:
     try:
-        bucket_name, name = split_uri(uri)
-        client = _client()
+        store, name = open_store(uri)
         if any(c in name for c in _WILDCARDS):
             literal = min((name.find(c) for c in _WILDCARDS if c in name))
-            blobs = [b for b in client.list_blobs(bucket_name, prefix=name[:literal])
-                     if fnmatch.fnmatchcase(b.name, name)]
+            objects = [o for o in store.list(name[:literal]) if fnmatch.fnmatchcase(o.key, name)]
         else:
-            blob = client.bucket(bucket_name).get_blob(name)
-            blobs = [blob] if blob is not None else []
+            found = store.get(name)
+            objects = [found] if found is not None else []
         files = []
-        for blob in sorted(blobs, key=lambda b: b.name):
-            if blob.name.endswith("/"):
+        for obj in sorted(objects, key=lambda o: o.key):
+            if obj.key.endswith("/"):
                 continue
-            version = str(blob.generation or blob.etag or blob.size)
-            digest = hashlib.sha256(f"{bucket_name}/{blob.name}@{version}".encode()).hexdigest()[:20]
+            version = obj.version or str(obj.size)
+            digest = hashlib.sha256(f"{store.uri(obj.key)}@{version}".encode()).hexdigest()[:20]
             local = cache_dir / "inputs" / digest
             if not local.exists():
-                local.parent.mkdir(parents=True, exist_ok=True)
-                partial = local.with_suffix(".part")
-                blob.download_to_filename(str(partial))
-                partial.rename(local)
-            files.append(InputFile(f"gs://{bucket_name}/{blob.name}", str(local), version))
+                download_object(store, obj, local)
+            files.append(InputFile(store.uri(obj.key), str(local), version))
         return files
-    except (ServingError, JobFailed):
-        raise
-    except Exception as err:  # noqa: BLE001 - the storage client's errors vary by cause
-        raise JobFailed(f"cannot read input {uri}: {err}") from None
+    except ServingError as err:
+        raise JobFailed(f"cannot read input {uri}: {err.message}") from None
 
 
 def read_listed(uri: str) -> bytes:
     """The bytes of one file a file list names (a row error, not a job failure, when unreadable)."""
-    if uri.startswith("gs://"):
-        from ..repository.gcs import split_uri
-
-        bucket_name, name = split_uri(uri)
-        blob = _storage_client().bucket(bucket_name).get_blob(name)
-        if blob is None:
+    if is_remote(uri):
+        store, key = _store_of(uri)
+        data = read_bytes(store, key)
+        if data is None:
             raise FileNotFoundError(f"{uri} does not exist")
-        return blob.download_as_bytes()
+        return data
     return Path(uri[len("file://"):] if uri.startswith("file://") else uri).read_bytes()
 
 
-@functools.cache
-def _storage_client():
-    from ..repository.gcs import _client
+def _store_of(uri: str):
+    """One client per bucket for a file list's many reads."""
+    scheme, bucket, key = split(uri)
+    return _bucket_store(uri[:len(uri) - len(key)]), key
 
-    return _client()
+
+@functools.cache
+def _bucket_store(bucket_uri: str):
+    return open_store(bucket_uri)[0]

@@ -9,6 +9,7 @@ from http import HTTPStatus
 
 import orjson
 
+_clock = time.perf_counter
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 
 _date_cache: list = [0, b""]
@@ -25,7 +26,10 @@ def _date_header() -> bytes:
 class Request:
     """One parsed HTTP request. Header names are lower-case; repeated headers are joined by ', '."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "http_version", "keep_alive")
+    # started: time.perf_counter() when it was whole; profile and model: the protocol profile that
+    # routed it and the deployed model it addressed, set by the router and the profile (metrics' labels).
+    __slots__ = ("method", "path", "query", "headers", "body", "http_version", "keep_alive", "started", "profile",
+                 "model")
 
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str],
                  body: bytes, http_version: str, keep_alive: bool):
@@ -36,6 +40,9 @@ class Request:
         self.body = body
         self.http_version = http_version
         self.keep_alive = keep_alive
+        self.started = _clock()
+        self.profile = ""
+        self.model = None
 
     @property
     def content_type(self) -> str:

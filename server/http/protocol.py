@@ -298,11 +298,16 @@ class HttpProtocol(asyncio.Protocol):
 
     def _dispatch(self, request: Request):
         """Run one request through the app: write a synchronous answer now, else await it."""
+        tracing = self.server.tracing
+        token = tracing.enter(request) if tracing is not None else None
         try:
             result = self.app(request)
         except Exception as err:  # the app must never take the connection down
             log.exception("unhandled error in route for %s %s", request.method, request.path)
             result = Response.error(500, f"internal server error: {type(err).__name__}")
+        finally:
+            if tracing is not None:
+                tracing.exit(token)
         if type(result) is Response:
             if result.headers is not None or result.status not in PLAIN_STATUSES \
                     or result.content_type not in PLAIN_TYPES:
@@ -383,8 +388,7 @@ class HttpProtocol(asyncio.Protocol):
             # The usual keep-alive answer: nothing queued, to resume or to close, and no partial
             # next request; what _write and the lines below do, without their branches.
             transport.write(plain_head(response.status, response.content_type, len(body)) + body)
-            if response.status >= 400:
-                self.server.error_answers[response.status] += 1
+            self.server.answered(request, response.status)
             self._set_phase(IDLE)
             return
         self._write(response, request)
@@ -396,7 +400,9 @@ class HttpProtocol(asyncio.Protocol):
         if self._partial_message() and not self._in_app:
             self._set_phase(self._phase)  # the next request's own deadline runs from now
 
-    def _write(self, response: Response, request: Request | None):
+    def _write(self, response: Response, request: Request | None, answering: Request | None = None):
+        """``request``: the request answered, None for an error that closes the connection
+        (``answering``: the request that error answers, when there is one)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -407,8 +413,11 @@ class HttpProtocol(asyncio.Protocol):
             self._closing = True
             connection = b"close"
         body = response.body
-        if response.status >= 400:
-            self.server.error_answers[response.status] += 1
+        answered = request or answering
+        if answered is not None:
+            self.server.answered(answered, response.status)
+        else:
+            self.server.recorder.unparsed(response.status)
         if request is not None and request.method == "HEAD":
             transport.write(response.encode_head(head_only_length=len(body), connection=connection))
         elif len(body) > 65536:
@@ -523,5 +532,5 @@ class HttpProtocol(asyncio.Protocol):
         self._closing = True
         self._pipeline.clear()
         self._queued_bytes = 0
-        self._write(Response.error(504, f"no answer within {self.limits.app_timeout:g} seconds"), None)
+        self._write(Response.error(504, f"no answer within {self.limits.app_timeout:g} seconds"), None, request)
         self._maybe_close()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from ..metrics.recorder import RequestRecorder
 from .messages import Request, Response
 from .protocol import _PHASE_TIMEOUT, HttpProtocol
 
@@ -31,9 +31,13 @@ App = Callable[[Request], "Response | asyncio.Future[Response]"]
 
 class HttpServer:
     def __init__(self, app: App, limits: Limits | None = None, loop: asyncio.AbstractEventLoop | None = None,
-                 error_answers: Counter | None = None):
+                 recorder: RequestRecorder | None = None):
         self.app = app
-        self.error_answers = error_answers if error_answers is not None else Counter()  # status → answers
+        # Told of every answer, once (metrics, the access log, error counts).
+        self.recorder = recorder if recorder is not None else RequestRecorder(timed=False)
+        self.answered = self.recorder.answered
+        # enter(request) → token before a request's route runs, exit(token) after (logs' trace, spans).
+        self.tracing = None
         self.limits = limits or Limits()
         self.loop = loop or asyncio.get_event_loop()
         self.connections: set[HttpProtocol] = set()

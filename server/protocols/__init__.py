@@ -35,8 +35,8 @@ def parse_protocols(text: str) -> tuple[list[str], bool]:
     return names, True
 
 
-def build_router(context: Context, names: list[str], explicit: bool) -> Router:
-    router = Router()
+def build_router(context: Context, names: list[str], explicit: bool, guard=None) -> Router:
+    router = Router(guard)
     for name in PROFILES:
         if name not in names:
             continue

@@ -8,7 +8,7 @@ import os
 
 from ..errors import ServingError
 from ..http import Request, Response
-from ..router import NO_PARAMS, Params, Route
+from ..router import HEALTH, NO_PARAMS, Params, Route
 from .common import Context, failure
 
 NAME = "admin"
@@ -34,6 +34,6 @@ def routes(context: Context) -> list[Route]:
         return Response.json({"worker_pid": os.getpid(),
                               "error_answers": {str(k): v for k, v in sorted(plane.error_answers.items())}})
 
-    return [Route("/live", ("GET",), live), Route("/stats", ("GET",), server_stats),
+    return [Route("/live", ("GET",), live, kind=HEALTH), Route("/stats", ("GET",), server_stats),
             Route("/v1/models/{model}/stats", ("GET",), stats),
             Route("/v1/models/{model}/versions/{version}/stats", ("GET",), stats)]

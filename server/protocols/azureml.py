@@ -23,7 +23,7 @@ from ..dataplane import DataPlane
 from ..errors import DeadlineExceeded, ServingError
 from ..http import Request, Response
 from ..repository.model import DeployedModel
-from ..router import NO_PARAMS, Params, Route
+from ..router import HEALTH, NO_PARAMS, Params, Route
 from ..types import InferRequest
 from . import mlflow
 from .common import Context
@@ -132,6 +132,7 @@ async def _no_score(model: DeployedModel) -> Response:
 
 async def score(plane: DataPlane, request: Request, model: DeployedModel) -> Response:
     """One call of the scoring script, from any profile's predict route."""
+    request.model = model
     call = ScoringCall(request.method, request.path, request.query, request.headers, request.body)
     try:
         response = await plane.infer(model, InferRequest(inputs={CALL: [call]}, batch_size=1), request.headers)
@@ -171,7 +172,7 @@ def routes(context: Context) -> list[Route]:
             return error_response(err.status, err.message)
         return Response(200, json_output(document), "application/json", {RUN_FAILED_HEADER: "False"})
 
-    return [Route("/", ("GET",), identified(health), method_not_allowed),
+    return [Route("/", ("GET",), identified(health), method_not_allowed, HEALTH),
             Route("/score", ("GET", "POST", "OPTIONS"), identified(score_default), method_not_allowed),
             Route("/swagger.json", ("GET",), identified(api_document), method_not_allowed)]
 

@@ -70,6 +70,7 @@ class DeferredInfer:
         self.fail = fail
 
     def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred:
+        request.model = model
         reply = Deferred()
         if len(request.body) > OFF_LOOP_DECODE_BYTES:
             self.plane.off_loop(lambda: self._prepared(request, model),

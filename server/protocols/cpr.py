@@ -39,6 +39,7 @@ def encode(result: Any) -> Response:
 
 
 async def predict(plane: DataPlane, request: Request, model: DeployedModel) -> Response:
+    request.model = model
     try:
         capabilities = model.handler.capabilities
         if capabilities.raw_bodies is not RawBodies.NONE:  # a custom CPR handler reads the request itself

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import ServingError
 from ..http import Request, Response
-from ..router import Params, Route
+from ..router import HEALTH, Params, Route
 from .common import Context, failure
 from .vertex import JsonPredict
 
@@ -44,7 +44,7 @@ def predict(context: Context):
 
     def predict(request: Request, params: Params):
         try:
-            model = plane.model(params["model"], params.get("version"))
+            model = request.model = plane.model(params["model"], params.get("version"))
         except ServingError as err:
             return failure(err)
         return json_predict(request, model)
@@ -54,4 +54,4 @@ def predict(context: Context):
 
 def routes(context: Context) -> list[Route]:
     return [Route("/v1/models/{model}:predict", ("POST",), context.shared(predict)),
-            Route("/v1/models/{model}", ("GET",), context.shared(status))]
+            Route("/v1/models/{model}", ("GET",), context.shared(status), kind=HEALTH)]

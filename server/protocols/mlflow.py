@@ -24,7 +24,7 @@ from ..dataplane import DataPlane
 from ..errors import DeadlineExceeded, ModelError, NotFound, NotReady, Overloaded, ServingError, UnsupportedMediaType
 from ..http import Deferred, Request, Response
 from ..repository.model import DeployedModel
-from ..router import NO_PARAMS, Params, Route
+from ..router import HEALTH, NO_PARAMS, Params, Route
 from ..types import InferRequest
 from .common import Context, DeferredInfer
 
@@ -85,6 +85,7 @@ class Invocations:
                             signature.column_based), None
 
     def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred | Awaitable[Response]:
+        request.model = model
         try:
             self.plane.check_ready(model)
         except ServingError as err:
@@ -189,5 +190,6 @@ def routes(context: Context) -> list[Route]:
         found = str(default.handler.describe().get("mlflow_version") or "") if default.handler is not None else ""
         return Response(200, found.encode(), "application/json")
 
-    return [Route("/ping", ("GET",), ping_endpoint), Route(HEALTH_ROUTE, ("GET",), health_endpoint),
+    return [Route("/ping", ("GET",), ping_endpoint, kind=HEALTH),
+            Route(HEALTH_ROUTE, ("GET",), health_endpoint, kind=HEALTH),
             Route("/version", ("GET",), version), Route("/invocations", ("POST",), context.shared(invocations))]

@@ -8,7 +8,7 @@ import orjson
 
 from ..dataplane import DataPlane
 from ..http import Request, Response
-from ..router import Route
+from ..router import HEALTH, Route
 from . import mlflow
 from .common import Context
 from .vertex import health_body
@@ -32,5 +32,5 @@ ping = mlflow.ping
 
 
 def routes(context: Context) -> list[Route]:
-    return [Route("/ping", ("GET",), context.shared(ping)),
+    return [Route("/ping", ("GET",), context.shared(ping), kind=HEALTH),
             Route("/invocations", ("POST",), context.shared(mlflow.invocations))]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..codecs import tf_examples, vertex_json
 from ..errors import InvalidInput, ServingError
 from ..http import Request, Response
-from ..router import Params, Route
+from ..router import HEALTH, Params, Route
 from ..types import InferRequest
 from . import kserve_v1
 from .common import Context, failure
@@ -24,7 +24,7 @@ def _examples(context: Context, method: str):
 
     async def examples(request: Request, params: Params) -> Response:
         try:
-            model = plane.model(params["model"], params.get("version"))
+            model = request.model = plane.model(params["model"], params.get("version"))
             plane.check_ready(model)
             handler = model.handler
             if not handler.capabilities.tf_serving_metadata:
@@ -74,7 +74,7 @@ def routes(context: Context) -> list[Route]:
     for base in (_MODEL, _VERSION):
         table += [Route(base + ":predict", ("POST",), predict), Route(base + ":classify", ("POST",), classify),
                   Route(base + ":regress", ("POST",), regress), Route(base + "/metadata", ("GET",), meta),
-                  Route(base, ("GET",), status)]
+                  Route(base, ("GET",), status, kind=HEALTH)]
     return table
 
 

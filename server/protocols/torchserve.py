@@ -10,7 +10,7 @@ from hyperserve.handlers.torchserve.handler import PREDICTIONS, ROWS
 from ..codecs import torchserve as torchserve_codec
 from ..errors import ServingError
 from ..http import Request, Response
-from ..router import Params, Route
+from ..router import HEALTH, Params, Route
 from ..types import InferRequest
 from .common import Context
 from .sagemaker import ping
@@ -52,7 +52,7 @@ def routes(context: Context) -> list[Route]:
 
     def predictions(request: Request, params: Params):
         try:
-            model = plane.model(params["model"], params.get("version"))
+            model = request.model = plane.model(params["model"], params.get("version"))
         except ServingError as err:
             return error(err.status, err.message)
         if plane.model_ready(model) and model.handler.capabilities.inputs is not Inputs.ROWS:
@@ -60,6 +60,6 @@ def routes(context: Context) -> list[Route]:
         return rows(request, model)
 
     methods = ("POST", "PUT")
-    return [Route("/ping", ("GET",), context.shared(ping)),
+    return [Route("/ping", ("GET",), context.shared(ping), kind=HEALTH),
             Route("/predictions/{model}", methods, predictions, error),
             Route("/predictions/{model}/{version}", methods, predictions, error)]

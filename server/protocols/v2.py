@@ -18,7 +18,7 @@ from ..dataplane import DataPlane
 from ..errors import InvalidInput, ServingError
 from ..http import Deferred, Request, Response
 from ..repository.model import DeployedModel
-from ..router import NO_PARAMS, Params, Route
+from ..router import HEALTH, NO_PARAMS, Params, Route
 from ..types import InferRequest, InferResponse
 from . import oip
 from .common import Context, DeferredInfer, failure
@@ -64,7 +64,7 @@ class Infer:
     def __call__(self, request: Request, params: Params) -> Response | Deferred:
         plane = self.plane
         try:
-            model = plane.model(params["model"], params.get("version"))
+            model = request.model = plane.model(params["model"], params.get("version"))
             plane.check_ready(model)
         except ServingError as err:
             return failure(err)
@@ -113,11 +113,11 @@ def routes(context: Context) -> list[Route]:
     config = model_route(lambda m: oip.model_config(plane, m))
     stats = model_route(lambda m: {"model_stats": [oip.model_statistics(plane, m)]})
     infer = Infer(plane)
-    table = [Route("/v2", ("GET",), server_metadata), Route("/v2/health/live", ("GET",), live),
-             Route("/v2/health/ready", ("GET",), ready), Route("/v2/models/stats", ("GET",), all_stats),
+    table = [Route("/v2", ("GET",), server_metadata), Route("/v2/health/live", ("GET",), live, kind=HEALTH),
+             Route("/v2/health/ready", ("GET",), ready, kind=HEALTH), Route("/v2/models/stats", ("GET",), all_stats),
              Route("/v2/repository/index", ("POST",), repository_index)]
     for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
-        table += [Route(base + "/infer", ("POST",), infer), Route(base + "/ready", ("GET",), model_ready),
+        table += [Route(base + "/infer", ("POST",), infer), Route(base + "/ready", ("GET",), model_ready, kind=HEALTH),
                   Route(base + "/config", ("GET",), config), Route(base + "/stats", ("GET",), stats),
                   Route(base, ("GET",), metadata)]
     return table

@@ -32,11 +32,13 @@ def status_code(status: int) -> grpc.StatusCode:
     return _CODES.get(status) or (grpc.StatusCode.INVALID_ARGUMENT if status < 500 else grpc.StatusCode.INTERNAL)
 
 
-async def _abort(plane: DataPlane, context: grpc.aio.ServicerContext, err: BaseException):
+async def _abort(plane: DataPlane, context: grpc.aio.ServicerContext, err: BaseException, counted: bool = False):
+    """``counted``: the call's answer is recorded by its caller (ModelInfer's metrics)."""
     if not isinstance(err, ServingError):
         log.error("unhandled error while answering a gRPC call", exc_info=err)
     status, message, _ = failure_status(err)
-    plane.error_answers[status] += 1
+    if not counted:
+        plane.error_answers[status] += 1
     await context.abort(status_code(status), message)
 
 
@@ -93,15 +95,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context):
         self.in_flight += 1
+        started = time.perf_counter()
+        call = {"model": None, "status": 200}  # what the metrics label it with
         try:
-            return await self._infer(request, context)
+            return await self._infer(request, context, call)
+        except BaseException:
+            if call["status"] == 200:  # not a ServingError's abort: a bug, or the call was cancelled
+                call["status"] = 500
+            raise
         finally:
             self.in_flight -= 1
+            self.plane.recorder.record(NAME, call["model"], call["status"], time.perf_counter() - started)
 
-    async def _infer(self, request, context):
+    async def _infer(self, request, context, call: dict):
         plane = self.plane
         try:
-            model = plane.model(request.model_name, request.model_version)
+            model = call["model"] = plane.model(request.model_name, request.model_version)
             plane.check_ready(model)
             if model.handler.capabilities.inputs is not Inputs.TENSORS:
                 raise InvalidInput(f"model '{model.name}' ({model.framework}) takes "
@@ -116,4 +125,5 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response = await model.runner.infer(infer_request)
             return v2_grpc.encode_model_infer(response, wanted, model.name, model.version)
         except ServingError as err:
-            await _abort(self.plane, context, err)
+            call["status"] = err.status
+            await _abort(self.plane, context, err, counted=True)

@@ -20,7 +20,7 @@ from ..dataplane import DataPlane
 from ..errors import ServingError, UnsupportedMediaType
 from ..http import Deferred, Request, Response
 from ..repository.model import DeployedModel
-from ..router import NO_PARAMS, Params, Route
+from ..router import HEALTH, NO_PARAMS, Params, Route
 from ..scheduler.runner import Split
 from ..types import RAW_BODIES, InferRequest, InferResponse
 from . import azureml, cpr, mlflow
@@ -79,6 +79,7 @@ class JsonPredict:
         self._mlflow = mlflow.Invocations(plane)
 
     def __call__(self, request: Request, model: DeployedModel) -> Response | Deferred | Awaitable[Response]:
+        request.model = model
         plane = self.plane
         if plane.draining or not model.lifecycle.ready:
             try:
@@ -141,5 +142,5 @@ def routes(context: Context) -> list[Route]:
     def predict_default(request: Request, params: Params = NO_PARAMS):
         return predict(request, default)
 
-    return [Route(settings.health_route, ("GET",), context.shared(health)),
+    return [Route(settings.health_route, ("GET",), context.shared(health), kind=HEALTH),
             Route(settings.predict_route, ("POST",), predict_default)]

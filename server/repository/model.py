@@ -40,11 +40,13 @@ def latest_version_dir(path: Path) -> tuple[Path, str | None]:
     return path, None
 
 
-def load_handler(uri: str, *, framework: str, config: HandlerConfig, cache_dir: Path) -> LoadedArtifacts:
+def load_handler(uri: str, *, framework: str, config: HandlerConfig, cache_dir: Path,
+                 cache_max_bytes: int = 0) -> LoadedArtifacts:
     """Fetch ``uri``, choose the framework (detected unless forced) and load the handler."""
     from hyperserve.handlers import registry
 
-    path, _ = latest_version_dir(fetch(uri, cache_dir))
+    path, _ = latest_version_dir(fetch(uri, cache_dir, max_cache_bytes=cache_max_bytes,
+                                       max_archive_bytes=config.max_archive_bytes))
     if framework in ("", "auto"):
         framework, artifact = registry.detect(path)
     else:
@@ -92,8 +94,12 @@ class DeployedModel:
     def __init__(self, name: str, uri: str, *, framework: str, handler_config: HandlerConfig,
                  cache_dir: Path, threads: int, max_queue: int, max_batch_size: int = 64,
                  max_queue_delay: float = 0.0, version: str = "1", warmup_requests: int = 0,
-                 warmup_file: str = "", preferred_batch_sizes: tuple[int, ...] = ()):
+                 warmup_file: str = "", preferred_batch_sizes: tuple[int, ...] = (), metrics: bool = True,
+                 cache_max_bytes: int = 0):
         self.name = name
+        self.cache_max_bytes = cache_max_bytes
+        self.metrics = metrics
+        self.load_seconds = 0.0  # downloading, loading and warming up (metrics)
         self.preferred_batch_sizes = preferred_batch_sizes
         self.warmup_requests = warmup_requests
         self.warmup_file = warmup_file
@@ -120,14 +126,18 @@ class DeployedModel:
     def fetch(self) -> None:
         """Download the artifacts now and point the model at the local copy (a supervisor does
         this once, so its workers do not each download)."""
-        self.uri = str(fetch(self.uri, self.cache_dir))
+        started = time.perf_counter()
+        self.uri = str(fetch(self.uri, self.cache_dir, max_cache_bytes=self.cache_max_bytes,
+                             max_archive_bytes=self.handler_config.max_archive_bytes))
+        self.load_seconds += time.perf_counter() - started
 
     def load_artifacts(self) -> None:
         """Fetch and load the handler (in a supervisor before forking, when the handler allows it)."""
         self.lifecycle.fire("load", "downloading and loading artifacts")
+        started = time.perf_counter()
         try:
             loaded = load_handler(self.uri, framework=self.framework, config=self.handler_config,
-                                  cache_dir=self.cache_dir)
+                                  cache_dir=self.cache_dir, cache_max_bytes=self.cache_max_bytes)
         except Exception:
             self.lifecycle.fire("failed", LOAD_FAILED)
             raise
@@ -135,9 +145,11 @@ class DeployedModel:
         self.framework = loaded.framework
         self.signature = self.handler.signature()
         self.artifact = loaded.artifact
+        self.load_seconds += time.perf_counter() - started
 
     def start_serving(self) -> None:
         """Create the runner (threads never cross a fork), warm up, turn ready."""
+        started = time.perf_counter()
         try:
             handler = self.handler
             threads = self.calls_at_once()
@@ -147,11 +159,12 @@ class DeployedModel:
             max_queue_delay = self.max_queue_delay or handler.queue_delay_s() or 0.0
             self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue,
                                       max_batch_size=max_batch_size, max_queue_delay=max_queue_delay,
-                                      preferred_batch_sizes=self.preferred_batch_sizes)
+                                      preferred_batch_sizes=self.preferred_batch_sizes, timed=self.metrics)
             warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
         except Exception:
             self.lifecycle.fire("failed", LOAD_FAILED)
             raise
+        self.load_seconds += time.perf_counter() - started
         self.lifecycle.fire("loaded")
         log.info("model '%s' ready: %s from %s", self.name, self.framework, self.artifact)
 

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any, Callable
 
+from ..metrics.histogram import Histogram
 from ..errors import DeadlineExceeded, ModelError, Overloaded, ServingError
 from ..types import InferRequest, InferResponse
 from .batching import concat_requests, split_response, take_batch
@@ -112,7 +113,7 @@ class RunnerStats:
 
 class ModelRunner:
     def __init__(self, handler, *, name: str, threads: int, max_queue: int, max_batch_size: int = 64,
-                 max_queue_delay: float = 0.0, preferred_batch_sizes: tuple[int, ...] = ()):
+                 max_queue_delay: float = 0.0, preferred_batch_sizes: tuple[int, ...] = (), timed: bool = True):
         self.handler = handler
         self.name = name
         self.max_queue = max_queue
@@ -131,6 +132,10 @@ class ModelRunner:
         self.batch_sizes: Counter[int] = Counter()  # instances per framework call
         self.stats = RunnerStats()
         self.batch_seconds: Counter[int] = Counter()  # framework seconds per batch size
+        # Metrics' histograms: each request's seconds queued, each call's seconds (when timed).
+        self.queue_seconds = Histogram()
+        self.compute_seconds = Histogram()
+        self._timed = timed
         self._slot_freed = 0.0  # time.monotonic() when a call last finished and was answered
         self._last_rows = 0  # instances in the call that finished last
         self._recent_call_s = 0.0  # moving average of a call's seconds (0: none measured yet)
@@ -234,6 +239,10 @@ class ModelRunner:
                 enqueued += request.enqueued
             if not live:
                 continue
+            if self._timed:
+                observe = self.queue_seconds.observe
+                for ticket in live:
+                    observe(now - ticket.request.enqueued)
             self.stats.queue_s += len(live) * now - enqueued
             self.busy += 1
             self.batch_sizes[rows] += 1
@@ -309,6 +318,8 @@ class ModelRunner:
         stats.calls += 1
         stats.instances += rows
         stats.compute_s += seconds
+        if self._timed:
+            self.compute_seconds.observe(seconds)
         self.batch_seconds[rows] += seconds
         stats.last_inference = time.time()
         now = time.monotonic()

@@ -41,19 +41,6 @@ def summary_of(proc) -> dict:
     return json.loads(proc.stdout)
 
 
-@pytest.fixture(scope="module")
-def iris_rows(iris):
-    x, _ = iris
-    return x[np.random.default_rng(0).integers(0, len(x), 3000)]
-
-
-@pytest.fixture(scope="module")
-def expected(sklearn_dir, iris_rows):
-    import joblib
-
-    return joblib.load(sklearn_dir / "model.joblib").predict(iris_rows).tolist()
-
-
 def write_jsonl(path: Path, rows) -> Path:
     path.write_text("".join(json.dumps(list(map(float, r))) + "\n" for r in rows))
     return path

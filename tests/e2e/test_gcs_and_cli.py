@@ -37,7 +37,7 @@ def test_missing_gs_prefix_fails_the_load(start_server, gcs_emulator, tmp_path):
     upload(gcs_emulator, "models", "placeholder", Path(__file__).parent)  # the bucket exists
     server = start_server(["--load-failure-exit-delay", "0.2"], env=env, ready=False)
     assert server.proc.wait(30) == 1
-    assert "no objects found under gs://models/does-not-exist" in server.output()
+    assert "cannot read gs://models/does-not-exist: not found" in server.output()
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ split into reads. The fast path may decline anything; it may never parse differe
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hyperserve.server.http import Limits, Request, Response
+from hyperserve.server.metrics.recorder import RequestRecorder
 from hyperserve.server.http.protocol import _PHASE_TIMEOUT, HttpProtocol
 from hyperserve.server.native import native
 
@@ -63,8 +63,10 @@ def run_connection(data: bytes, cuts: list[int], fast: bool, loop) -> tuple[list
                      request.http_version, request.keep_alive))
         return Response.json({"n": len(seen), "len": len(request.body)})
 
+    recorder = RequestRecorder(timed=False)
     server = SimpleNamespace(app=app, limits=LIMITS, loop=loop, connections=set(), draining=False,
-                             phase_timeouts={phase: 1.0 for phase in _PHASE_TIMEOUT}, error_answers=Counter())
+                             phase_timeouts={phase: 1.0 for phase in _PHASE_TIMEOUT}, recorder=recorder,
+                             answered=recorder.answered, tracing=None)
     protocol = HttpProtocol(server)
     if not fast:
         protocol._fast_parse = None
