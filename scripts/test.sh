@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 # clang-14 with libFuzzer fuzzes the native parsers under AddressSanitizer; buildah (daemonless)
 # and debootstrap build and run the sklearn-cpu image (tests/images/).
 if ! command -v wrk >/dev/null || ! command -v curl >/dev/null || ! command -v clang++-14 >/dev/null \
-   || ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
+   || ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null || ! command -v npm >/dev/null; then
   SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk curl clang-14 libclang-rt-14-dev \
-    buildah debootstrap >/dev/null
+    buildah debootstrap npm >/dev/null
 fi
 # Images built by the tests, their base and wheelhouses stay inside this checkout (build/images/),
 # never in the machine's image store, so one run never reuses another's.
@@ -31,6 +31,11 @@ fi
 # Microsoft's Azure ML inference server and MLflow's scoring server, each in its own venv:
 # tests/e2e/test_azureml.py and tests/e2e/test_mlflow.py compare hyperserve with them.
 PYTHON="$PYTHON" bash bench/peers/install.sh azureml mlflow
+
+# Azurite, Azure Blob's emulator, from npm, kept in this checkout (tests/e2e/test_storage.py).
+if [ ! -x build/azurite/node_modules/.bin/azurite-blob ]; then
+  npm install --silent --no-audit --no-fund --prefix build/azurite azurite@3.35.0 >/dev/null
+fi
 
 .venv/bin/python -m pytest "$@"
 # The codecs again with the pure-Python twins, which must behave identically, and the transport

@@ -123,6 +123,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "terminal"),
     Option("--access-log", _env("ACCESS_LOG"), 0.0, float,
            "share of answers to log in Cloud Logging's httpRequest shape (0: none, 1: every one, 0.01: one in 100)"),
+    Option("--otel", _env("OTEL"), False, flag,
+           "OpenTelemetry spans (decode, queue, compute, encode) over OTLP/HTTP, configured by the OTEL_* variables "
+           "(default: on when OTEL_EXPORTER_OTLP_ENDPOINT is set)"),
     Option("--metrics", _env("METRICS"), True, flag, "Prometheus metrics at GET /metrics (see Metrics)"),
     Option("--metrics-port", _env("METRICS_PORT"), 0, int, "also serve GET /metrics alone on this port (0: no)"),
     Option("--auth-tokens-file", _env("AUTH_TOKENS"), "", str,

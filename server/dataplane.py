@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from .errors import InvalidInput, NotReady, ServingError
 from .metrics.recorder import RequestRecorder
+from .tracing import CURRENT_SPANS
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
 from .scheduler.runner import Reply, Split, Ticket
@@ -153,6 +154,8 @@ class DataPlane:
     async def infer(self, model: DeployedModel, infer_request: InferRequest,
                     headers: dict[str, str] | None = None) -> InferResponse:
         self.check_ready(model)
+        if infer_request.trace is None:  # the answering request's span times, when it is traced
+            infer_request.trace = CURRENT_SPANS.get()
         return await model.runner.infer(self.prepare(infer_request, headers or {}))
 
     # -- codec work off the loop -----------------------------------------------------------------

@@ -21,6 +21,7 @@ from .ports import refuse_if_served
 from .http import HttpServer, Limits
 from .repository.model import DeployedModel
 from .logs import RequestTrace, access_logger, json_chosen
+from .tracing import RequestSpans, otlp_tracer, tracing_on
 from .metrics.service import WorkerMetrics
 from .protocols import GRPC, Context, Settings, build_router, parse_protocols
 from .protocols import metrics as metrics_protocol
@@ -139,7 +140,8 @@ def deployed_models(args: argparse.Namespace) -> ModelRepository:
             max_queue_delay=spec.option(args, "max_queue_delay_us") / 1e6,
             warmup_requests=spec.option(args, "warmup_requests"), warmup_file=spec.option(args, "warmup_file"),
             preferred_batch_sizes=parse_sizes(spec.option(args, "preferred_batch_sizes")),
-            metrics=getattr(args, "metrics", False), cache_max_bytes=getattr(args, "cache_max_bytes", 0)))
+            metrics=getattr(args, "metrics", False), cache_max_bytes=getattr(args, "cache_max_bytes", 0),
+            traced=tracing_on(args)))
     return ModelRepository(models, default)
 
 
@@ -243,8 +245,13 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
     models = plane.models
     if slots is not None:
         plane.cluster_ready = slots.all_ready
+    provider = None
+    if tracing_on(args):  # made here, in the worker: the exporter's thread does not survive a fork
+        tracer, provider = otlp_tracer()
+        spans = RequestSpans(tracer)
+        plane.recorder.also(spans.observe)
     server = HttpServer(router, limits, loop, plane.recorder)
-    server.tracing = request_tracing(args)
+    server.tracing = spans if provider is not None else request_tracing(args)
     try:
         if not reuse_port:  # a supervisor checked and holds the ports of its workers
             refuse_if_served(args.host, args.port, "HTTP")
@@ -318,6 +325,8 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
         await metrics_server.shutdown(0.0)
     if metrics is not None:
         metrics.stop()
+    if provider is not None:
+        provider.shutdown()  # the spans still batched go out
     plane.close()
     log.info("stopped")
     return exit_code

@@ -74,6 +74,7 @@ class InferRequest:
     # The inputs are whole tensors, not a batch of instances (TF Serving's columnar format, a v2
     # request with a rank-0 input): the request runs alone and its outputs come back as the model made them.
     unbatched: bool = False
+    trace: Any = None  # with tracing on: the SpanTimes the scheduler fills in (server/tracing.py)
 
 
 def one_tensor_key(name: str, dtype: np.dtype, inner_shape: tuple[int, ...], signature_name: str | None) -> tuple:

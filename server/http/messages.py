@@ -28,8 +28,9 @@ class Request:
 
     # started: time.perf_counter() when it was whole; profile and model: the protocol profile that
     # routed it and the deployed model it addressed, set by the router and the profile (metrics' labels).
+    # trace: with tracing on, the SpanTimes its spans are made from (server/tracing.py).
     __slots__ = ("method", "path", "query", "headers", "body", "http_version", "keep_alive", "started", "profile",
-                 "model")
+                 "model", "trace")
 
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str],
                  body: bytes, http_version: str, keep_alive: bool):
@@ -43,6 +44,7 @@ class Request:
         self.started = _clock()
         self.profile = ""
         self.model = None
+        self.trace = None
 
     @property
     def content_type(self) -> str:

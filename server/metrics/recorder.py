@@ -37,16 +37,19 @@ class RequestRecorder:
         self.error_answers = error_answers if error_answers is not None else Counter()
         self.table: dict[tuple, Histogram] = {}
         self.timed = timed
+        self.observers: list[Callable[[Any, int, float], None]] = []
         self.answered: Callable[[Any, int], None] = self._timed if timed else self._count_error
 
     def also(self, observer: Callable[[Any, int, float], None]) -> None:
-        """Call ``observer(request, status, seconds)`` after each answer too (the access log)."""
-        record = self.record
+        """Call ``observer(request, status, seconds)`` after each answer too (the access log, spans)."""
+        self.observers.append(observer)
+        record, observers = self.record, self.observers
 
         def answered(request, status: int) -> None:
             seconds = perf_counter() - request.started
             record(request.profile, request.model, status, seconds)
-            observer(request, status, seconds)
+            for each in observers:
+                each(request, status, seconds)
 
         self.answered = answered
 

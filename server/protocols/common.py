@@ -88,6 +88,7 @@ class DeferredInfer:
         """Decoded, with its deadline and its batch key: all the work a body's size scales, done
         where the body is decoded (a codec thread for a large one), never in the scheduler's launch."""
         infer_request, key = self.decode(request, model)
+        infer_request.trace = request.trace
         batch_key(self.plane.prepare(infer_request, request.headers))
         return infer_request, key
 

@@ -95,8 +95,9 @@ class DeployedModel:
                  cache_dir: Path, threads: int, max_queue: int, max_batch_size: int = 64,
                  max_queue_delay: float = 0.0, version: str = "1", warmup_requests: int = 0,
                  warmup_file: str = "", preferred_batch_sizes: tuple[int, ...] = (), metrics: bool = True,
-                 cache_max_bytes: int = 0):
+                 cache_max_bytes: int = 0, traced: bool = False):
         self.name = name
+        self.traced = traced
         self.cache_max_bytes = cache_max_bytes
         self.metrics = metrics
         self.load_seconds = 0.0  # downloading, loading and warming up (metrics)
@@ -159,7 +160,8 @@ class DeployedModel:
             max_queue_delay = self.max_queue_delay or handler.queue_delay_s() or 0.0
             self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue,
                                       max_batch_size=max_batch_size, max_queue_delay=max_queue_delay,
-                                      preferred_batch_sizes=self.preferred_batch_sizes, timed=self.metrics)
+                                      preferred_batch_sizes=self.preferred_batch_sizes, timed=self.metrics,
+                                      traced=self.traced)
             warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
         except Exception:
             self.lifecycle.fire("failed", LOAD_FAILED)

@@ -113,7 +113,8 @@ class RunnerStats:
 
 class ModelRunner:
     def __init__(self, handler, *, name: str, threads: int, max_queue: int, max_batch_size: int = 64,
-                 max_queue_delay: float = 0.0, preferred_batch_sizes: tuple[int, ...] = (), timed: bool = True):
+                 max_queue_delay: float = 0.0, preferred_batch_sizes: tuple[int, ...] = (), timed: bool = True,
+                 traced: bool = False):
         self.handler = handler
         self.name = name
         self.max_queue = max_queue
@@ -136,6 +137,7 @@ class ModelRunner:
         self.queue_seconds = Histogram()
         self.compute_seconds = Histogram()
         self._timed = timed
+        self._traced = traced  # requests may carry SpanTimes to fill in (tracing on)
         self._slot_freed = 0.0  # time.monotonic() when a call last finished and was answered
         self._last_rows = 0  # instances in the call that finished last
         self._recent_call_s = 0.0  # moving average of a call's seconds (0: none measured yet)
@@ -166,6 +168,8 @@ class ModelRunner:
             loop = self._loop = asyncio.get_running_loop()
         ticket = Ticket(request, reply, split)
         request.enqueued = time.monotonic()
+        if request.trace is not None:
+            request.trace.queued = request.enqueued
         if request.deadline is not None and request.deadline < self._deadline_at:
             self._arm_deadline(request.deadline)
         self.queue.append(ticket)
@@ -243,6 +247,10 @@ class ModelRunner:
                 observe = self.queue_seconds.observe
                 for ticket in live:
                     observe(now - ticket.request.enqueued)
+            if self._traced:
+                for ticket in live:
+                    if ticket.request.trace is not None:
+                        ticket.request.trace.launched(now, rows)
             self.stats.queue_s += len(live) * now - enqueued
             self.busy += 1
             self.batch_sizes[rows] += 1
@@ -348,12 +356,21 @@ class ModelRunner:
         each request alone, so one bad request fails only itself."""
         requests = [t.request for t in tickets]
         try:
+            started = time.monotonic() if self._traced else 0.0
             response = self._call(concat_requests(requests))
         except Exception as err:  # noqa: BLE001
             if len(requests) == 1:
                 return [err if isinstance(err, ServingError) else self._model_error(err)]
         else:
-            return self._split(response, tickets, requests)
+            if not self._traced:
+                return self._split(response, tickets, requests)
+            called = time.monotonic()
+            results = self._split(response, tickets, requests)
+            encoded = time.monotonic()
+            for request in requests:
+                if request.trace is not None:
+                    request.trace.ran(started, called, encoded)
+            return results
         results: list = []
         for ticket, request in zip(tickets, requests):
             try:
