@@ -131,11 +131,15 @@ class RequestTrace:
 
     @staticmethod
     def enter(request):
-        return TRACE.set(trace_of(request.headers))
+        headers = request.headers
+        if "traceparent" not in headers and "x-cloud-trace-context" not in headers:
+            return None  # the usual request: nothing to set
+        return TRACE.set(trace_of(headers))
 
     @staticmethod
     def exit(token) -> None:
-        TRACE.reset(token)
+        if token is not None:
+            TRACE.reset(token)
 
 
 # -- the access log -------------------------------------------------------------------------------

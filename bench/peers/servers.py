@@ -268,6 +268,9 @@ OIP_WORKLOADS = ("V1", "V2", "G1")
 SERVERS: dict[str, Server] = {s.name: s for s in [
     Server("hyperserve", None, "vertex", _hyperserve, workloads=frozenset({"W1", "W2", "W3", "W4", *OIP_WORKLOADS})),
     Server("hyperserve-baseline", None, "vertex", _hyperserve_baseline, workloads=frozenset({"W1", "W2", "W3"})),
+    # Metrics off (--metrics false): issue 19's cost check, W1 with and without them in one run.
+    Server("hyperserve-nometrics", None, "vertex",
+           lambda m, n, p, w, k: _hyperserve(m, n, p, w, k, ("--metrics", "false")), workloads=frozenset({"W1"})),
     Server("hyperserve-nobatch", None, "vertex",
            lambda m, n, p, w, k: _hyperserve(m, n, p, w, k, ("--max-batch-size", "1")),
            workloads=frozenset({"W1", "W2", "W3", "W4"})),

@@ -12,26 +12,27 @@ BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class Histogram:
-    """Counts per bucket (``counts[i]``: observations <= bounds[i]; the last: above every bound),
-    their sum and their number. Prometheus's buckets are cumulative; ``cumulative()`` makes them so."""
+    """Counts per bucket (``counts[i]``: observations <= bounds[i]; the last: above every bound)
+    and their sum. Prometheus's buckets are cumulative; ``cumulative()`` makes them so."""
 
-    __slots__ = ("bounds", "counts", "sum", "count")
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple = SECONDS_BOUNDS):
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
-        self.count = 0
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
-        self.count += 1
 
     def observe_many(self, value: float, times: int) -> None:
         self.counts[bisect_left(self.bounds, value)] += times
         self.sum += value * times
-        self.count += times
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
     def state(self) -> list:
         """[counts, sum]: what a snapshot stores, and ``merge`` adds."""

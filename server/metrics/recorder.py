@@ -4,11 +4,12 @@ so an answer costs a dict lookup and a histogram observation."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from time import perf_counter
 from typing import Any, Callable
 
-from .histogram import Histogram
+from .histogram import SECONDS_BOUNDS, Histogram
 
 # An answer's status → the failure reason metrics name (Triton's: REJECTED, ...); None: a success.
 def failure_reason(status: int) -> str | None:
@@ -58,7 +59,9 @@ class RequestRecorder:
         histogram = self.table.get(key)
         if histogram is None:
             histogram = self.table[key] = Histogram()
-        histogram.observe(perf_counter() - request.started)
+        seconds = perf_counter() - request.started
+        histogram.counts[bisect_left(SECONDS_BOUNDS, seconds)] += 1  # Histogram.observe, inline: every answer
+        histogram.sum += seconds
         if status >= 400:
             self.error_answers[status] += 1
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any, Callable
 
-from ..metrics.histogram import Histogram
+from ..metrics.histogram import SECONDS_BOUNDS, Histogram
 from ..errors import DeadlineExceeded, ModelError, Overloaded, ServingError
 from ..types import InferRequest, InferResponse
 from .batching import concat_requests, split_response, take_batch
@@ -243,10 +244,13 @@ class ModelRunner:
                 enqueued += request.enqueued
             if not live:
                 continue
-            if self._timed:
-                observe = self.queue_seconds.observe
+            if self._timed:  # Histogram.observe, inline: once per request
+                queued = self.queue_seconds
+                counts = queued.counts
                 for ticket in live:
-                    observe(now - ticket.request.enqueued)
+                    waited = now - ticket.request.enqueued
+                    counts[bisect_left(SECONDS_BOUNDS, waited)] += 1
+                    queued.sum += waited
             if self._traced:
                 for ticket in live:
                     if ticket.request.trace is not None:
