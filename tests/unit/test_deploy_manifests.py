@@ -46,6 +46,10 @@ def test_every_kserve_runtime_runs_a_matrix_image_on_the_kserve_v1_routes():
         assert match and f"hyperserve/{match['name']}:{match['tag']}" == MATRIX[match["name"]].reference(VERSION)
         assert container["args"][:2] == ["serve", "/mnt/models"] and "--model-name={{.Name}}" in container["args"]
         assert runtime["spec"]["protocolVersions"] == ["v1", "v2"]
+        # KServe's Prometheus scraping: the served port, the route GET /metrics answers on
+        annotations = runtime["spec"]["annotations"]
+        assert annotations["prometheus.kserve.io/port"] == str(container["ports"][0]["containerPort"])
+        assert annotations["prometheus.kserve.io/path"] == "/metrics"
 
 
 def test_shell_scripts_use_the_current_image_tags():
