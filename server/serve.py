@@ -263,6 +263,8 @@ async def serve(args: argparse.Namespace, built=None, *, reuse_port: bool = Fals
         return 2
     try:
         grpc_server = await start_grpc(args, plane, reuse_port, router.guard)
+        if grpc_server is not None and provider is not None:
+            grpc_server.servicer.spans = spans
         metrics_server = await start_metrics_port(args, plane, limits, loop, reuse_port, router.guard)
     except (ServingError, OSError) as err:
         log.error("%s", getattr(err, "message", None) or err)

@@ -99,26 +99,29 @@ class RequestSpans:
         times: SpanTimes | None = request.trace
         if times is None or request.model is None:
             return
-        start = int(request.started * 1e9) + self._perf_offset
-        model = request.model
-        attributes: dict[str, Any] = {"http.request.method": request.method, "url.path": request.path,
-                                      "http.response.status_code": status, "hyperserve.profile": request.profile}
-        attributes.update({"hyperserve.model": model.name, "hyperserve.model_version": model.version})
-        span = self.tracer.start_span(f"{request.method} {request.path}", context=self._extract(request.headers),
-                                      kind=self._server, start_time=start, attributes=attributes)
+        self.emit(f"{request.method} {request.path}", request.headers, request.model, times, request.started,
+                  seconds, status >= 500, {"http.request.method": request.method, "url.path": request.path,
+                                           "http.response.status_code": status, "hyperserve.profile": request.profile})
+
+    def emit(self, name: str, headers: dict[str, str], model, times: SpanTimes, started: float, seconds: float,
+             failed: bool, attributes: dict[str, Any]) -> None:
+        """A served call's spans: ``started`` is its time.perf_counter() when it arrived."""
+        start = int(started * 1e9) + self._perf_offset
+        model_labels = {"hyperserve.model": model.name, "hyperserve.model_version": model.version}
+        span = self.tracer.start_span(name, context=self._extract(headers), kind=self._server, start_time=start,
+                                      attributes={**attributes, **model_labels})
         try:
             if times.launched_at and times.encoded:
-                child = {"hyperserve.model": model.name, "hyperserve.model_version": model.version,
-                         "hyperserve.batch_size": times.rows}
+                child = {**model_labels, "hyperserve.batch_size": times.rows}
                 context = self._in_context(span)
                 queued = self._mono(times.queued) if times.queued else start
-                for name, begin, end in (("decode", start, queued),
-                                         ("queue", queued, self._mono(times.launched_at)),
-                                         ("compute", self._mono(times.call_started), self._mono(times.called)),
-                                         ("encode", self._mono(times.called), self._mono(times.encoded))):
-                    self.tracer.start_span(name, context=context, start_time=begin, attributes=child).end(
+                for phase, begin, end in (("decode", start, queued),
+                                          ("queue", queued, self._mono(times.launched_at)),
+                                          ("compute", self._mono(times.call_started), self._mono(times.called)),
+                                          ("encode", self._mono(times.called), self._mono(times.encoded))):
+                    self.tracer.start_span(phase, context=context, start_time=begin, attributes=child).end(
                         end_time=max(begin, end))
-            if status >= 500:
+            if failed:
                 from opentelemetry.trace import Status, StatusCode
 
                 span.set_status(Status(StatusCode.ERROR))

@@ -17,6 +17,7 @@ from ..dataplane import DataPlane, failure_status
 from ..errors import InvalidInput, ServingError
 from ..grpc import grpc_service_pb2 as pb
 from ..grpc import grpc_service_pb2_grpc as pb_grpc
+from ..tracing import SpanTimes
 from . import oip
 
 NAME = "grpc"
@@ -50,6 +51,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, plane: DataPlane):
         self.plane = plane
         self.in_flight = 0  # ModelInfer calls being answered (the drain waits for them)
+        self.spans = None  # with tracing on: server/tracing.RequestSpans, for ModelInfer's spans
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
@@ -96,7 +98,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         self.in_flight += 1
         started = time.perf_counter()
-        call = {"model": None, "status": 200}  # what the metrics label it with
+        # What the metrics label it with, and its span times when traced.
+        call = {"model": None, "status": 200, "trace": SpanTimes() if self.spans is not None else None}
         try:
             return await self._infer(request, context, call)
         except BaseException:
@@ -105,7 +108,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise
         finally:
             self.in_flight -= 1
-            self.plane.recorder.record(NAME, call["model"], call["status"], time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.plane.recorder.record(NAME, call["model"], call["status"], seconds)
+            if call["trace"] is not None and call["model"] is not None:
+                self.spans.emit("inference.GRPCInferenceService/ModelInfer", _headers(context), call["model"],
+                                call["trace"], started, seconds, call["status"] >= 500,
+                                {"rpc.system": "grpc", "rpc.service": "inference.GRPCInferenceService",
+                                 "rpc.method": "ModelInfer", "hyperserve.profile": NAME,
+                                 "hyperserve.status": call["status"]})
 
     async def _infer(self, request, context, call: dict):
         plane = self.plane
@@ -116,6 +126,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 raise InvalidInput(f"model '{model.name}' ({model.framework}) takes "
                                    f"{model.handler.capabilities.inputs.value}, not tensors")
             infer_request, wanted = v2_grpc.decode_model_infer(request, model.signature, model.name)
+            infer_request.trace = call["trace"]
             plane.prepare(infer_request, _headers(context))
             remaining = context.time_remaining()
             if remaining is not None:  # the client's gRPC deadline, when it is the sooner one

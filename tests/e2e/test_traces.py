@@ -139,4 +139,18 @@ def test_spans_reach_an_otlp_receiver(start_server, sklearn_dir):
     traced = [s for s in receiver.spans if s.trace_id.hex() == TRACE_ID]
     assert sorted(s.name for s in traced) == ["POST /predict", "compute", "decode", "encode", "queue"], (
         receiver.spans, server.stop(), server.output())
+    # gRPC ModelInfer too, in the trace its metadata names (tritonclient sends it as a header).
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    grpc_trace = "0af7651916cd43dd8448eb211c80319c"
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.env['HYPERSERVE_GRPC_PORT']}")
+    tensor = grpcclient.InferInput("input", [1, 4], "FP64")
+    tensor.set_data_from_numpy(np.array([ROW]))
+    client.infer("model", [tensor], headers={"traceparent": f"00-{grpc_trace}-b7ad6b7169203331-01"})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len([s for s in receiver.spans if s.trace_id.hex() == grpc_trace]) < 5:
+        time.sleep(0.1)
+    names = sorted(s.name for s in receiver.spans if s.trace_id.hex() == grpc_trace)
+    assert names == ["compute", "decode", "encode", "inference.GRPCInferenceService/ModelInfer", "queue"]
     receiver.httpd.shutdown()
