@@ -8,7 +8,10 @@ import signal
 import time
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
@@ -42,6 +45,12 @@ def test_one_worker_counts_answers_rows_batches_and_latencies(start_server, skle
     assert httpx.post(server.url + "/predict", json={"instances": [[1, 2]]}).status_code == 400
     assert httpx.post(server.url + "/v2/models/model/infer", json={"inputs": []}).status_code == 400
     assert httpx.post(server.url + "/v2/models/nope/infer", json={"inputs": []}).status_code == 404
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.env['HYPERSERVE_GRPC_PORT']}")
+    tensor = grpcclient.InferInput("input", [1, 4], "FP64")
+    tensor.set_data_from_numpy(np.array([ROW]))
+    client.infer("model", [tensor])
+    with pytest.raises(InferenceServerException):
+        client.infer("nope", [tensor])
     samples = scrape(server.url)
     model = {"model": "model", "version": "1"}
     assert value(samples, "hyperserve_requests_total", profile="vertex", status_class="2xx", **model) == 5
@@ -49,17 +58,19 @@ def test_one_worker_counts_answers_rows_batches_and_latencies(start_server, skle
     assert value(samples, "hyperserve_request_failures_total", profile="vertex", reason="bad_input", **model) == 1
     assert value(samples, "hyperserve_request_failures_total", profile="v2", reason="bad_input", **model) == 1
     assert value(samples, "hyperserve_request_failures_total", profile="v2", reason="bad_input", model="") == 1
+    assert value(samples, "hyperserve_requests_total", profile="grpc", status_class="2xx", **model) == 1
+    assert value(samples, "hyperserve_request_failures_total", profile="grpc", reason="bad_input", model="") == 1
     assert value(samples, "hyperserve_request_duration_seconds_count", profile="vertex", **model) == 6
     assert value(samples, "hyperserve_request_duration_seconds_bucket", profile="vertex", le="+Inf", **model) == 6
     assert value(samples, "hyperserve_request_duration_seconds_sum", profile="vertex", **model) > 0
-    # Rows and calls: 5 × 2 rows and 1 row ran (one at a time, as the client sent them one by one).
-    assert value(samples, "hyperserve_inferences_total", **model) == 11
-    assert value(samples, "hyperserve_executions_total", **model) == 6
-    assert value(samples, "hyperserve_queue_duration_seconds_count", **model) == 6
-    assert value(samples, "hyperserve_compute_duration_seconds_count", **model) == 6
-    assert value(samples, "hyperserve_batch_size_bucket", le="1.0", **model) == 1
-    assert value(samples, "hyperserve_batch_size_bucket", le="2.0", **model) == 6
-    assert value(samples, "hyperserve_batch_size_sum", **model) == 11
+    # Rows and calls: 5 × 2 rows, 1 row and 1 over gRPC ran (one at a time, as the client sent them).
+    assert value(samples, "hyperserve_inferences_total", **model) == 12
+    assert value(samples, "hyperserve_executions_total", **model) == 7
+    assert value(samples, "hyperserve_queue_duration_seconds_count", **model) == 7
+    assert value(samples, "hyperserve_compute_duration_seconds_count", **model) == 7
+    assert value(samples, "hyperserve_batch_size_bucket", le="1.0", **model) == 2
+    assert value(samples, "hyperserve_batch_size_bucket", le="2.0", **model) == 7
+    assert value(samples, "hyperserve_batch_size_sum", **model) == 12
     assert value(samples, "hyperserve_model_ready", **model) == 1
     assert value(samples, "hyperserve_model_load_seconds", **model) > 0
     assert value(samples, "hyperserve_queue_length", **model) == 0
