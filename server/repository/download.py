@@ -140,7 +140,10 @@ def mirror(uri: str, cache_dir: Path, *, max_cache_bytes: int = 0, workers: int 
     cache_dir.mkdir(parents=True, exist_ok=True)
     copy = cache_dir / f"{hashlib.sha256(uri.encode()).hexdigest()[:16]}-{_version(objects)}"
     found = copy / (str(jobs[0][1]) if single is not None else "")
-    if (copy / COMPLETE).exists():
+    # Without a version (an http(s) server that gave no ETag, Last-Modified or size) a copy cannot
+    # be known to be current: it is downloaded again, in place of the last one.
+    versioned = all(obj.version for obj in objects)
+    if versioned and (copy / COMPLETE).exists():
         os.utime(copy / COMPLETE)
         log.info("using the cached copy of %s in %s", uri, copy)
         return found

@@ -44,8 +44,7 @@ class GcsStore:
         from google.api_core import exceptions as api
 
         if isinstance(err, api.NotFound):
-            cause = NO_BUCKET if "bucket" in str(err).lower() and not key else NOT_FOUND
-            return StorageError(self.uri(key), cause, str(err))
+            return StorageError(self.uri(key), NOT_FOUND, str(err))
         if isinstance(err, (api.Forbidden, api.Unauthorized)):
             return StorageError(self.uri(key), FORBIDDEN, str(err))
         return StorageError(self.uri(key), "failed", f"{type(err).__name__}: {err}", transient=True)
@@ -56,12 +55,14 @@ class GcsStore:
         return StoredObject(blob.name, blob.size, md5, str(blob.generation or blob.etag or ""), blob)
 
     def list(self, prefix: str) -> list[StoredObject]:
+        # No bucket.exists() first: it needs storage.buckets.get, which a reader of objects
+        # (roles/storage.objectViewer, as Vertex's service agents have) lacks.
+        from google.api_core import exceptions as api
+
         try:
-            if not self.bucket.exists():
-                raise StorageError(self.uri(""), NO_BUCKET)
             return [self._object(b) for b in self.client.list_blobs(self.bucket_name, prefix=prefix)]
-        except StorageError:
-            raise
+        except api.NotFound as err:  # listing a bucket's objects: only the bucket can be missing
+            raise StorageError(self.uri(""), NO_BUCKET, str(err)) from None
         except Exception as err:  # noqa: BLE001 - mapped to its cause
             raise self._failed(prefix, err) from None
 

@@ -44,7 +44,7 @@ class HttpStore:
         except urllib.error.HTTPError as err:
             if err.code == 404:
                 return None
-            if err.code == 405:  # a server without HEAD: the GET tells
+            if err.code in (403, 405, 501):  # no HEAD (a pre-signed GET URL refuses it): the GET tells
                 return StoredObject(key, None, None, "", self.uri(key))
             raise self._failed(key, err) from None
         except (OSError, ValueError) as err:
