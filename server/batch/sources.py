@@ -93,7 +93,7 @@ def read_listed(uri: str) -> bytes:
 
 def _store_of(uri: str):
     """One client per bucket for a file list's many reads."""
-    scheme, bucket, key = split(uri)
+    key = split(uri)[2]
     return _bucket_store(uri[:len(uri) - len(key)]), key
 
 

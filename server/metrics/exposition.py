@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from .histogram import BATCH_BOUNDS, SECONDS_BOUNDS
+from .histogram import BATCH_BOUNDS, SECONDS_BOUNDS, Histogram
 from .recorder import failure_reason, status_class
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -50,9 +50,7 @@ def families(totals: dict[str, Any]) -> Iterable:
             key = (*labels, reason)
             by_reason[key] = by_reason.get(key, 0) + answers
         if status < 400 or name:  # a model's failures count in its latency; a stray 404 does not
-            merged = durations.setdefault(labels, [[0] * len(counts), 0.0])
-            merged[0] = [a + b for a, b in zip(merged[0], counts)]
-            merged[1] += total
+            durations[labels] = Histogram.merge(durations.get(labels), [counts, total])
     for key, value in sorted(by_class.items()):
         requests.add_metric(list(key), value)
     for key, value in sorted(by_reason.items()):

@@ -47,7 +47,8 @@ def test_json_lines_with_trace_and_access_log(start_server, sklearn_dir, tmp_pat
     assert any(e["severity"] == "INFO" and "listening on" in e["message"] for e in entries)
     access = [e for e in entries if "httpRequest" in e]
     assert len(access) >= 2
-    first = next(e for e in access if e["httpRequest"]["status"] == 200 and e["httpRequest"]["requestUrl"] == "/predict")
+    first = next(e for e in access
+                 if e["httpRequest"]["status"] == 200 and e["httpRequest"]["requestUrl"] == "/predict")
     assert first["httpRequest"]["requestMethod"] == "POST" and first["httpRequest"]["userAgent"] == "log-test/1.0"
     assert first["httpRequest"]["latency"].endswith("s") and first["httpRequest"]["protocol"] == "HTTP/1.1"
     assert first["logging.googleapis.com/trace"] == f"projects/my-project/traces/{TRACE_ID}"
@@ -59,7 +60,7 @@ def test_json_lines_with_trace_and_access_log(start_server, sklearn_dir, tmp_pat
     assert str(SECRET_BODY) not in output and "query-secret" not in output and TOKEN not in output
 
 
-def test_a_traceback_goes_in_the_message(sklearn_dir, tmp_path):
+def test_a_traceback_goes_in_the_message(tmp_path):
     server = ServerProcess([str(tmp_path / "no-model-here"), "--log-format", "json",
                             "--load-failure-exit-delay", "0"])
     assert server.proc.wait(60) == 1
@@ -69,7 +70,7 @@ def test_a_traceback_goes_in_the_message(sklearn_dir, tmp_path):
     assert failed["@type"].endswith("ReportedErrorEvent")
 
 
-def test_text_on_request_and_json_off_a_terminal(sklearn_dir, tmp_path):
+def test_text_on_request_and_json_off_a_terminal(tmp_path):
     text = ServerProcess([str(tmp_path / "absent"), "--log-format", "text", "--load-failure-exit-delay", "0"])
     assert text.proc.wait(60) == 1
     assert " ERROR hyperserve: " in text.output() and not text.output().lstrip().startswith("{")
