@@ -25,7 +25,7 @@ from .tracing import CURRENT_SPANS
 from .repository.model import DeployedModel
 from .repository.models import ModelRepository
 from .scheduler.runner import Reply, Split, Ticket
-from .types import InferRequest, InferResponse
+from .types import Chunks, InferRequest, InferResponse
 
 # Bodies larger than this are decoded on a codec thread, not on the event loop: the pure-Python
 # path costs about 0.1 µs a byte, so a 16 KB body holds the loop under 2 ms whatever it carries
@@ -157,6 +157,13 @@ class DataPlane:
         if infer_request.trace is None:  # the answering request's span times, when it is traced
             infer_request.trace = CURRENT_SPANS.get()
         return await model.runner.infer(self.prepare(infer_request, headers or {}))
+
+    async def next_chunk(self, model: DeployedModel, chunks: Chunks) -> bytes:
+        """The next chunk of output the model makes while it is sent, made on its thread (b"": the end)."""
+        return await model.runner.on_model_thread(chunks.next)
+
+    async def close_chunks(self, model: DeployedModel, chunks: Chunks) -> None:
+        await model.runner.on_model_thread(chunks.close)
 
     # -- codec work off the loop -----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -125,3 +126,31 @@ class InferResponse:
                                        {name: value[offset:end] for name, value in metadata}))
             offset = end
         return parts
+
+
+class Chunks:
+    """Output a model makes while it is sent (an Azure ML script's generator body): its chunks,
+    each made on the model's own thread when the data plane pulls it (DataPlane.next_chunk).
+    Pickled, to leave a model process, it is read whole there first."""
+
+    __slots__ = ("_source", "_iterator")
+
+    def __init__(self, source):
+        self._source = source
+        self._iterator = iter(source)
+
+    def __reduce__(self):
+        return Chunks, ([b"".join(iter(self.next, b""))],)
+
+    def next(self) -> bytes:
+        """The next non-empty chunk (text as UTF-8), b"" at the end."""
+        for chunk in self._iterator:
+            data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+            if data:
+                return data
+        return b""
+
+    def close(self) -> None:
+        """Runs the source's own clean-up (a generator's ``finally``) if it stopped early."""
+        if isinstance(self._source, Generator):
+            self._source.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 import shutil
 import sys
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class Server:
         """None when it can run here, else what is missing."""
         if self.venv is not None and not Path(self.python()).exists():
             return f"not installed: bash bench/peers/install.sh {self.venv}"
-        if self.name == "hyperserve-baseline" and not os.environ.get("HYPERSERVE_BASELINE"):
+        if self.name.endswith("-baseline") and not os.environ.get("HYPERSERVE_BASELINE"):
             return "not set up: HYPERSERVE_BASELINE=<a git worktree of the commit to compare with>"
         if self.name == "nginx" and shutil.which("nginx") is None:
             return "not installed: bash bench/peers/install.sh nginx"
@@ -133,12 +134,16 @@ def _azmlinfsrv(model_dir: Path, name: str, port: int, work: Path, kind: str) ->
     return Launch(argv, _azureml_env(model_dir), AZUREML_APP, url + "/", url + "/score")
 
 
-def _hyperserve_azureml(model_dir: Path, name: str, port: int, work: Path, kind: str) -> Launch:
-    """hyperserve running the same score.py (--entry-script, from AZUREML_ENTRY_SCRIPT)."""
+def _hyperserve_azureml(model_dir: Path, name: str, port: int, work: Path, kind: str,
+                        baseline: bool = False) -> Launch:
+    """hyperserve running the same score.py (--entry-script, from AZUREML_ENTRY_SCRIPT); ``baseline``:
+    from the checkout $HYPERSERVE_BASELINE names, for a before and after."""
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "hyperserve.server", "serve", "--host", "127.0.0.1", "--port", str(port),
+    start = [str(PEERS / "baseline.py")] if baseline else ["-m", "hyperserve.server"]
+    argv = [sys.executable, *start, "serve", "--host", "127.0.0.1", "--port", str(port),
             "--grpc-port", "0", "--workers", "1", "--log-level", "warning"]
-    return Launch(argv, _azureml_env(model_dir), AZUREML_APP, url + "/", url + "/score")
+    env = {**_azureml_env(model_dir), "HYPERSERVE_BASELINE": os.environ.get("HYPERSERVE_BASELINE", "")}
+    return Launch(argv, env, AZUREML_APP, url + "/", url + "/score")
 
 
 def mlflow_model(model_dir: Path) -> Path:
@@ -291,6 +296,8 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
            missing_for="W1 only: the score.py serves W1's iris model"),
     Server("hyperserve-azureml", None, "azureml", _hyperserve_azureml, workloads=frozenset({"W1"}),
            missing_for="W1 only: the score.py serves W1's iris model"),
+    Server("hyperserve-azureml-baseline", None, "azureml", partial(_hyperserve_azureml, baseline=True),
+           workloads=frozenset({"W1"}), missing_for="W1 only: the score.py serves W1's iris model"),
     # W1's model saved as an MLflow model, under mlflow models serve and under hyperserve (natively).
     Server("mlflow", "mlflow", "mlflow", _mlflow, workloads=frozenset({"W1"}),
            missing_for="W1 only: the MLflow model is W1's iris model"),

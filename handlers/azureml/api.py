@@ -296,7 +296,7 @@ class AMLResponse:
 
     @property
     def is_streamed(self) -> bool:
-        return not isinstance(self.response, (str, bytes, bytearray, list))
+        return not isinstance(self.response, (str, bytes, bytearray, list, tuple))
 
     def iter_encoded(self) -> Iterator[bytes]:
         body = self.response

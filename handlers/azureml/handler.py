@@ -20,7 +20,7 @@ from typing import Any
 
 from hyperserve.server.codecs import azureml as codec
 from hyperserve.server.errors import ServingError
-from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
+from hyperserve.server.types import Chunks, InferRequest, InferResponse, Signature, TensorSpec
 
 from ..base import Capabilities, Handler, HandlerConfig, Inputs
 from . import api, script, swagger
@@ -49,7 +49,7 @@ class ScoringCall:
 @dataclass(slots=True)
 class ScoringReply:
     status: int
-    body: bytes
+    body: bytes | Chunks  # Chunks: an AMLResponse's generator, made while it is sent
     content_type: str
     headers: list[tuple[str, str]]  # may repeat a name, as AMLResponse allows
     run_ms: float  # run()'s own time: Azure's x-ms-run-fn-exec-ms
@@ -147,8 +147,8 @@ class AzureMLScriptHandler(Handler):
 
     @staticmethod
     def _response(response: api.AMLResponse, run_ms: float) -> ScoringReply:
-        """An AMLResponse as it is (a generator is read here, on the model thread)."""
-        body = response.get_data()
+        """An AMLResponse as it is; a generator body is sent as it yields."""
+        body = Chunks(response.response) if response.is_streamed else response.get_data()
         headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-type", "content-length")]
         if response.status_code >= 500:
             headers = [(k, v) for k, v in headers if k.lower() != RUN_FAILED_HEADER] + [(RUN_FAILED_HEADER, "True")]

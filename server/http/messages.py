@@ -55,7 +55,21 @@ class Request:
         return value.split(";", 1)[0].strip().lower()
 
 
+class BodyStream:
+    """A body sent while it is made: the chunks ``next_chunk`` gives (b"" when it ends), sent
+    chunked to an HTTP/1.1 client, until the close to an HTTP/1.0 one. ``close`` runs once,
+    when the body ends, fails or its client goes away."""
+
+    async def next_chunk(self) -> bytes:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
 class Response:
+    """``body``: bytes, or a BodyStream (the transport then sends no content-length)."""
+
     __slots__ = ("status", "body", "content_type", "headers")
 
     def __init__(self, status: int = 200, body: bytes = b"", content_type: str = "application/json",
@@ -73,8 +87,13 @@ class Response:
     def error(cls, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         return cls(status, orjson.dumps({"error": message}), "application/json", headers)
 
-    def encode_head(self, *, head_only_length: int | None = None, connection: bytes = b"") -> bytes:
-        """Status line and headers. ``connection`` is b'close', b'keep-alive' or b''."""
+    def encode_head(self, *, head_only_length: int | None = None, connection: bytes = b"",
+                    chunked: bool = True) -> bytes:
+        """Status line and headers. ``connection`` is b'close', b'keep-alive' or b''. A streamed
+        body is ``chunked``, or else ended by the close (HTTP/1.0)."""
+        if isinstance(self.body, BodyStream):
+            return _format_head(self.status, self.content_type, None, connection, _date_header(), self.headers,
+                                chunked=chunked)
         length = len(self.body) if head_only_length is None else head_only_length
         if self.headers:
             return _format_head(self.status, self.content_type, length, connection, _date_header(), self.headers)
@@ -153,7 +172,7 @@ def response_problem(response: Response) -> str | None:
         return f"status {status!r} is not a final HTTP status (200-599)"
     if status in (204, 304) and response.body:
         return f"status {status} cannot carry a body ({len(response.body)} bytes given)"
-    if not isinstance(response.body, (bytes, bytearray, memoryview)):
+    if not isinstance(response.body, (bytes, bytearray, memoryview, BodyStream)):
         return f"body is a {type(response.body).__name__}, not bytes"
     problem = _field_value_problem(response.content_type)
     if problem:
@@ -185,11 +204,16 @@ def plain_head(status: int, content_type: str, length: int, connection: bytes = 
     return head
 
 
-def _format_head(status: int, content_type: str, length: int, connection: bytes, date: bytes,
-                 headers: dict[str, str] | None) -> bytes:
+def _format_head(status: int, content_type: str, length: int | None, connection: bytes, date: bytes,
+                 headers: dict[str, str] | None, chunked: bool = False) -> bytes:
+    """``length`` None: a streamed body, chunked or (``chunked`` False) delimited by the close."""
     status_line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
     ct_line = b"content-type: " + content_type.encode("latin-1") + b"\r\n" if content_type else b""
-    head = b"%s%sserver: hyperserve\r\n%scontent-length: %d\r\n" % (status_line, date, ct_line, length)
+    if length is not None:
+        framing = b"content-length: %d\r\n" % length
+    else:
+        framing = b"transfer-encoding: chunked\r\n" if chunked else b""
+    head = b"%s%sserver: hyperserve\r\n%s%s" % (status_line, date, ct_line, framing)
     if headers:
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
     if connection:

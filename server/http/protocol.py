@@ -24,7 +24,8 @@ from urllib.parse import unquote
 import httptools
 
 from ..native import native
-from .messages import PLAIN_STATUSES, PLAIN_TYPES, Deferred, Request, Response, plain_head, response_problem
+from .messages import (PLAIN_STATUSES, PLAIN_TYPES, BodyStream, Deferred, Request, Response, plain_head,
+                       response_problem)
 
 if TYPE_CHECKING:
     from .server import HttpServer
@@ -32,16 +33,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("hyperserve.http")
 
 # Phase of the connection → which limit's timeout applies (None: no timer runs).
-IDLE, HEADERS, BODY, WAITING_APP, LINGER = "idle", "headers", "body", "waiting_app", "linger"
+IDLE, HEADERS, BODY, WAITING_APP, STREAMING, LINGER = "idle", "headers", "body", "waiting_app", "streaming", "linger"
 _PHASE_TIMEOUT = {
     IDLE: "keepalive_timeout",
     HEADERS: "header_timeout",
     BODY: "body_timeout",
     WAITING_APP: "app_timeout",  # a backstop behind the data plane's own request deadline
+    STREAMING: "app_timeout",  # from the last chunk of a streamed body to its next
     LINGER: "linger_timeout",  # after an error answer: drain what the peer still sends, then close
 }
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_closing_streams: set[asyncio.Task] = set()
 # A body at least this large (by its Content-Length) is written into one bytes object as it
 # arrives, instead of kept as chunks and joined: its peak is then once its size, not twice.
 _FILL_IN_PLACE_BYTES = 1024 * 1024
@@ -84,7 +87,8 @@ class HttpProtocol(asyncio.Protocol):
         self._task: asyncio.Task | None = None  # the app's awaitable answer, or
         self._deferred: Deferred | None = None  # its callback-style answer
         self._deferred_request: Request | None = None  # the request that answer is for
-        self._app_request: Request | None = None  # the request inside the app
+        self._app_request: Request | None = None  # the request inside the app (or whose body streams)
+        self._writable: asyncio.Future | None = None  # a streamed body waits on it while writing is paused
         self.deadline: float | None = None
         self.send_deadline: float | None = None  # set while our answers sit unread in the buffer
         self._queued_bytes = 0  # body bytes of the requests waiting in _pipeline
@@ -169,6 +173,10 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self):
         self._write_paused = False
         self.send_deadline = None
+        if self._writable is not None:
+            if not self._writable.done():
+                self._writable.set_result(None)
+            self._writable = None
         if not self._in_app and self._pipeline:
             self._run_pipeline()
         self._update_reading()
@@ -382,7 +390,7 @@ class HttpProtocol(asyncio.Protocol):
             response = self._sendable(response, request)  # the usual answer needs no check
         body = response.body
         if (self._between_messages and response.headers is None and request.keep_alive and request.method != "HEAD"
-                and request.http_version == "1.1" and len(body) <= 65536
+                and request.http_version == "1.1" and type(body) is bytes and len(body) <= 65536
                 and not (self._pipeline or self._closing or self._read_paused or self._write_paused
                          or self.server.draining or transport.is_closing())):
             # The usual keep-alive answer: nothing queued, to resume or to close, and no partial
@@ -392,6 +400,11 @@ class HttpProtocol(asyncio.Protocol):
             self._set_phase(IDLE)
             return
         self._write(response, request)
+        if not self._in_app:  # else its body streams: what follows waits for its end
+            self._answered()
+
+    def _answered(self):
+        """The answer is out: go on with what was pipelined, or wait for the next request."""
         if not (self._pipeline or self._closing or self._read_paused or self._write_paused):
             # The usual keep-alive case: nothing queued, nothing to resume or close.
             self._set_phase(self._phase if self._partial_message() else IDLE)
@@ -407,23 +420,82 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         # While draining, requests already received are answered; the last one closes.
-        if request is not None and request.keep_alive and not (self.server.draining and not self._pipeline):
+        body = response.body
+        streamed = isinstance(body, BodyStream)
+        if request is not None and request.keep_alive and not (self.server.draining and not self._pipeline) \
+                and not (streamed and request.http_version == "1.0"):  # there the close ends the body
             connection = b"keep-alive" if request.http_version == "1.0" else b""
         else:
             self._closing = True
             connection = b"close"
-        body = response.body
         answered = request or answering
         if answered is not None:
             self.server.answered(answered, response.status)
         else:
             self.server.recorder.unparsed(response.status)
-        if request is not None and request.method == "HEAD":
+        if streamed:
+            self._stream(response, request, connection)
+        elif request is not None and request.method == "HEAD":
             transport.write(response.encode_head(head_only_length=len(body), connection=connection))
         elif len(body) > 65536:
             transport.writelines((response.encode_head(connection=connection), body))
         else:
             transport.write(response.encode_head(connection=connection) + body)
+
+    def _stream(self, response: Response, request: Request, connection: bytes):
+        """Send the head now and the body as its chunks come; the connection counts as in the app
+        until the last one is out, so what was pipelined behind it waits."""
+        stream = response.body
+        chunked = request.http_version != "1.0"
+        self.transport.write(response.encode_head(connection=connection, chunked=chunked))
+        if request.method == "HEAD":
+            closing = self.loop.create_task(stream.close())
+            _closing_streams.add(closing)  # the loop keeps only a weak reference to a task
+            closing.add_done_callback(_closing_streams.discard)
+            return
+        self._in_app = True
+        self._app_request = request
+        self._set_phase(STREAMING)
+        self._task = self.loop.create_task(self._send_stream(stream, request, chunked))
+
+    async def _send_stream(self, stream: BodyStream, request: Request, chunked: bool):
+        complete = False
+        try:
+            while True:
+                chunk = await stream.next_chunk()
+                transport = self.transport
+                if transport is None or transport.is_closing():
+                    break
+                if not chunk:
+                    if chunked:
+                        transport.write(b"0\r\n\r\n")
+                    complete = True
+                    break
+                transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                self._set_phase(STREAMING)
+                if self._write_paused:
+                    self._writable = self.loop.create_future()
+                    await self._writable
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the head is out: only closing early can say it failed
+            log.error("the streamed body of %s %s failed after its head was sent: %s: %s", request.method,
+                      request.path, type(err).__name__, err)
+        finally:
+            self._task = None
+            try:
+                await stream.close()
+            finally:
+                self._in_app = False
+                self._app_request = None
+        if self.transport is None:
+            return
+        if not complete:  # the client must not take a cut body for a whole one
+            self._closing = True
+            self._pipeline.clear()
+            self.transport.close()
+            return
+        self._answered()
 
     # -- errors, reading and closing -------------------------------------------------------
 
@@ -508,6 +580,11 @@ class HttpProtocol(asyncio.Protocol):
         if phase == WAITING_APP:
             if self._in_app:
                 self._app_timed_out()
+            return
+        if phase == STREAMING:  # the head is out, so no 504: the close tells the client
+            log.warning("%s %s: its streamed body gave no chunk within %.0fs; closing", self._app_request.method,
+                        self._app_request.path, self.limits.app_timeout)
+            self.transport.abort()
             return
         if phase == IDLE or (phase == HEADERS and not self._partial_message() and not self._in_app):
             self.transport.close()  # an idle keep-alive connection: no answer is owed

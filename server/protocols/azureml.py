@@ -21,10 +21,10 @@ from .. import __version__
 from ..codecs.azureml import json_output, query_pairs
 from ..dataplane import DataPlane
 from ..errors import DeadlineExceeded, ServingError
-from ..http import Request, Response
+from ..http import BodyStream, Request, Response
 from ..repository.model import DeployedModel
 from ..router import HEALTH, NO_PARAMS, Params, Route
-from ..types import InferRequest
+from ..types import Chunks, InferRequest
 from . import mlflow
 from .common import Context
 
@@ -102,12 +102,26 @@ def identified(endpoint: Callable[[Request], Response | Awaitable[Response]]):
     return answer
 
 
-def reply_response(reply: ScoringReply) -> Response:
+class ScriptBody(BodyStream):
+    """An AMLResponse's generator, sent as the script makes it: each chunk on its model thread."""
+
+    def __init__(self, plane: DataPlane, model: DeployedModel, chunks: Chunks):
+        self.plane, self.model, self.chunks = plane, model, chunks
+
+    async def next_chunk(self) -> bytes:
+        return await self.plane.next_chunk(self.model, self.chunks)
+
+    async def close(self) -> None:
+        await self.plane.close_chunks(self.model, self.chunks)
+
+
+def reply_response(reply: ScoringReply, plane: DataPlane, model: DeployedModel) -> Response:
     headers: dict[str, str] = {}
     for name, value in reply.headers:  # repeated names joined, as HTTP allows
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     headers["x-ms-run-fn-exec-ms"] = f"{reply.run_ms:.3f}"
-    return Response(reply.status, reply.body, reply.content_type, headers)
+    body = ScriptBody(plane, model, reply.body) if isinstance(reply.body, Chunks) else reply.body
+    return Response(reply.status, body, reply.content_type, headers)
 
 
 def failure_response(err: BaseException, plane: DataPlane, method: str) -> Response:
@@ -136,7 +150,7 @@ async def score(plane: DataPlane, request: Request, model: DeployedModel) -> Res
     call = ScoringCall(request.method, request.path, request.query, request.headers, request.body)
     try:
         response = await plane.infer(model, InferRequest(inputs={CALL: [call]}, batch_size=1), request.headers)
-        return reply_response(response.outputs[REPLY][0])
+        return reply_response(response.outputs[REPLY][0], plane, model)
     except Exception as err:  # noqa: BLE001 - every failure is answered in Azure's shape
         return failure_response(err, plane, request.method)
 

@@ -21,7 +21,8 @@ import logging
 from bisect import bisect_left
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError as FutureCancelled, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from itertools import chain
 from typing import Any, Callable
 
@@ -39,6 +40,14 @@ ADAPTIVE_MIN_ROWS = 4  # below this, merging is not worth a wait
 # (the loop only gets the GIL back every sys.getswitchinterval(), 5 ms), and the hand-off between
 # threads would cost a share of every call.
 INLINE_MAX_CALL_S = 0.001
+# A model that takes one request per call (a scoring script, a CPR predictor) and runs on a model
+# thread: while its only slot is busy with a call that usually ends within HANDOFF_WAIT_S, the loop
+# waits for it with the GIL released, at most HANDOFF_BUDGET_S per pass of the loop. Otherwise the
+# loop and the model thread trade the GIL at every release inside the call (numpy releases it many
+# times) and each answer costs a cross-thread wake-up; there is nothing to merge, so the loop loses
+# nothing by waiting. Health probes wait at most the budget.
+HANDOFF_WAIT_S = 0.001
+HANDOFF_BUDGET_S = 0.002
 # Deadlines are checked by one timer per model; after it fires it waits at least this long before
 # firing again, so a queue of requests that expire one after another is scanned once per interval.
 DEADLINE_SLACK_S = 0.001
@@ -220,8 +229,13 @@ class ModelRunner:
             ticket.cancel()
             raise
 
+    def on_model_thread(self, work: Callable[[], Any]) -> asyncio.Future:
+        """``work()`` on the model's thread (one at a time with its calls unless it is thread-safe)."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, work)
+
     def _launch(self):
         queue = self.queue
+        budget_end = None  # of this pass's waits for calls (HANDOFF_BUDGET_S)
         while self.busy < self.slots and queue:
             if self._should_wait():
                 return
@@ -273,6 +287,11 @@ class ModelRunner:
                 self._finish(running, [ModelError(f"model '{self.name}' could not be run: {type(err).__name__}: "
                                                   f"{err}")] * len(running), 0.0, rows)
                 continue
+            if self.max_batch_size == 1 and self.busy >= self.slots and 0 < self._recent_call_s < HANDOFF_WAIT_S:
+                if budget_end is None:
+                    budget_end = time.monotonic() + HANDOFF_BUDGET_S
+                if self._await_call(job, running, rows, budget_end):
+                    continue
             job.add_done_callback(lambda done, items=running, rows=rows: self._loop.call_soon_threadsafe(
                 self._finish_job, items, done, rows))
 
@@ -314,6 +333,21 @@ class ModelRunner:
         self._hold_until_rows = 0
         self._launch()
 
+    def _await_call(self, job: Future, items: tuple[Ticket, ...], rows: int, budget_end: float) -> bool:
+        """Wait (GIL released) for the call until HANDOFF_WAIT_S or the pass's budget ends; True
+        when it ended and was answered here."""
+        left = min(budget_end - time.monotonic(), HANDOFF_WAIT_S)
+        if left <= 0:
+            return False
+        try:
+            results, seconds = job.result(timeout=left)
+        except FutureTimeout:
+            return False
+        except (Exception, FutureCancelled) as err:  # noqa: BLE001 - the pool failed the whole call
+            results, seconds = [err] * len(items), 0.0
+        self._finish(items, results, seconds, rows, relaunch=False)  # the caller's loop goes on
+        return True
+
     def _finish_job(self, items, done, rows: int):
         try:
             results, seconds = done.result()
@@ -321,7 +355,7 @@ class ModelRunner:
             results, seconds = [err] * len(items), 0.0
         self._finish(items, results, seconds, rows)
 
-    def _finish(self, items: tuple[Ticket, ...], results: list, seconds: float, rows: int):
+    def _finish(self, items: tuple[Ticket, ...], results: list, seconds: float, rows: int, relaunch: bool = True):
         self.busy -= 1
         enqueued = self._running.pop(items, 0.0)
         self._last_rows = rows
@@ -346,7 +380,8 @@ class ModelRunner:
         stats.success += len(items) - failed
         stats.success_s += len(items) * now - enqueued - failed_s
         self._slot_freed = time.monotonic()  # after the answers: their clients' next requests follow
-        self._launch()
+        if relaunch:
+            self._launch()
 
     # -- in a model thread (or inline, see INLINE_MAX_CALL_S) ---------------------------------
 

@@ -178,6 +178,56 @@ def test_the_same_answers_as_microsofts_server(pair, script):
         compare(answer(theirs.url, method, path, headers, body), answer(ours.url, method, path, headers, body), what)
 
 
+def _gated_stream(base: str, gate) -> tuple[bytes, bytes, httpx.Headers]:
+    """The first chunk the client receives, then (after it makes the gate file) the rest."""
+    with httpx.stream("POST", base + "/score", headers={"x-mode": "gated", "x-gate": str(gate)}, content="go",
+                      timeout=30) as reply:
+        chunks = reply.iter_raw()
+        first = next(chunks)
+        gate.touch()
+        return first, b"".join(chunks), reply.headers
+
+
+@needs_azmlinfsrv
+def test_a_generator_body_streams_as_the_script_makes_it(pair, tmp_path):
+    """An AMLResponse's generator is sent chunk by chunk, by both servers: the client has the first
+    chunk while the generator still waits for the client's signal to make the second."""
+    theirs, ours = pair("raw.py")
+    for name, server in (("azmlinfsrv", theirs), ("hyperserve", ours)):
+        first, rest, headers = _gated_stream(server.url, tmp_path / f"gate-{name}")
+        assert (first, rest) == (b"first;", b"second;"), name
+        assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers, name
+        assert headers["content-type"] == "text/plain", name
+    # Then the same connection goes on, and what was pipelined behind a stream is answered after it.
+    with httpx.Client(base_url=ours.url, timeout=30) as client:
+        for _ in range(3):
+            streamed = client.post("/score", headers={"x-mode": "stream"}, content="go")
+            assert streamed.content == b"chunk0;chunk1;chunk2;"
+            assert client.post("/score", headers={"x-mode": "text", "content-type": "text/plain"},
+                               content="after").json() == "after"
+
+
+def test_a_stream_that_fails_or_is_left_is_cut_and_the_server_goes_on(tmp_path):
+    """A generator that raises after its head is out ends the connection without the last chunk, so
+    the client cannot take the part for the whole; a client that leaves mid-stream closes the
+    generator (its finally runs, on the model thread). The server answers on afterwards."""
+    with script_server(SCRIPTS, "raw.py", env={"AZUREML_MODEL_DIR": str(SCRIPTS)}) as server:
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(server.url + "/score", headers={"x-mode": "broken-stream"}, content="go", timeout=30)
+        marker = tmp_path / "closed"
+        with httpx.stream("POST", server.url + "/score", headers={"x-mode": "endless", "x-gate": str(marker)},
+                          content="go", timeout=30) as reply:
+            assert next(reply.iter_raw()).startswith(b"tick;")
+        for _ in range(200):
+            if marker.exists():
+                break
+            time.sleep(0.05)
+        assert marker.read_text() == "closed"
+        assert httpx.post(server.url + "/score", headers={"x-mode": "text", "content-type": "text/plain"},
+                          content="still", timeout=30).json() == "still"
+    assert "the stream broke" in server.output()
+
+
 @needs_azmlinfsrv
 def test_a_script_whose_init_fails_never_turns_ready():
     theirs, ours = azmlinfsrv("init_fails.py"), hyperserve("init_fails.py")

@@ -14,10 +14,30 @@ import urllib.request
 import httpx
 import pytest
 
-from hyperserve.server.http import Deferred, Limits, Request, Response
+from hyperserve.server.http import BodyStream, Deferred, Limits, Request, Response
 from tests.helpers.http_stub import ServerThread
 
 CANCELLED: list[str | None] = []  # X-N of deferred answers cancelled because the client left
+STREAMS_CLOSED: list[str] = []  # how each CountingStream ended: "end", "failed" or "left"
+
+
+class CountingStream(BodyStream):
+    """``n`` chunks ``c0;`` ``c1;`` ... a few milliseconds apart; raises after ``fail_after`` of them."""
+
+    def __init__(self, n: int, fail_after: int | None = None):
+        self.n, self.sent, self.fail_after = n, 0, fail_after
+
+    async def next_chunk(self) -> bytes:
+        if self.sent == self.fail_after:
+            raise RuntimeError("the stream broke")
+        if self.sent == self.n:
+            return b""
+        await asyncio.sleep(0.005)
+        self.sent += 1
+        return f"c{self.sent - 1};".encode()
+
+    async def close(self) -> None:
+        STREAMS_CLOSED.append("end" if self.sent == self.n else "failed" if self.sent == self.fail_after else "left")
 
 
 def echo_app(request: Request):
@@ -34,6 +54,10 @@ def echo_app(request: Request):
             await asyncio.sleep(float(request.query.split("=")[1]) if request.query else 0.3)
             return Response.json({"slow": True, "n": request.headers.get("x-n")})
         return slow()
+    if request.path == "/stream":
+        params = dict(p.split("=") for p in request.query.split("&") if p)
+        fail = int(params["fail"]) if "fail" in params else None
+        return Response(200, CountingStream(int(params.get("n", 3)), fail), "text/plain", {"x-streamed": "yes"})
     if request.path == "/big":
         return Response(200, b"x" * (8 * 1024 * 1024), "application/octet-stream")
     if request.path == "/crash":
@@ -476,3 +500,97 @@ def test_a_response_that_cannot_be_sent_is_a_500_naming_why(http_server, kind, s
     assert status == 500 and says in json.loads(body)["error"]
     assert after == 200, "the connection keeps serving"
     sock.close()
+
+
+# -- streamed bodies ---------------------------------------------------------------------------
+
+def read_chunked(sock: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes]:
+    """A chunked body off ``sock`` (after its head): (the body, what followed it)."""
+    body = b""
+    while True:
+        while b"\r\n" not in buf:
+            more = sock.recv(65536)
+            if not more:
+                raise ConnectionError("closed before the last chunk")
+            buf += more
+        size_line, buf = buf.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        while len(buf) < size + 2:
+            more = sock.recv(65536)
+            if not more:
+                raise ConnectionError("closed mid-chunk")
+            buf += more
+        assert buf[size:size + 2] == b"\r\n"
+        if size == 0:
+            return body, buf[2:]
+        body, buf = body + buf[:size], buf[size + 2:]
+
+
+def read_head(sock: socket.socket, buf: bytes = b"") -> tuple[int, dict, bytes]:
+    sock.settimeout(5)
+    while b"\r\n\r\n" not in buf:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError(f"closed before a head: {buf!r}")
+        buf += more
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}, rest
+
+
+def test_a_streamed_body_is_chunked_and_what_was_pipelined_behind_it_waits(http_server):
+    STREAMS_CLOSED.clear()
+    sock = http_server.connect()
+    sock.sendall(b"GET /stream?n=4 HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\nX-N: 1\r\n\r\n")
+    status, headers, rest = read_head(sock)
+    assert status == 200 and headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+    assert headers["x-streamed"] == "yes" and headers["content-type"] == "text/plain"
+    body, rest = read_chunked(sock, rest)
+    assert body == b"c0;c1;c2;c3;"
+    status, headers, rest = read_head(sock, rest)
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    assert json.loads(rest)["path"] == "/after"
+    assert STREAMS_CLOSED == ["end"]
+    # httpx reads the same body
+    assert httpx.get(http_server.url + "/stream?n=2", timeout=5).content == b"c0;c1;"
+
+
+def test_a_streamed_body_to_http_1_0_ends_with_the_close_and_head_sends_none(http_server):
+    STREAMS_CLOSED.clear()
+    sock = http_server.connect()
+    sock.sendall(b"GET /stream?n=3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    status, headers, rest = read_head(sock)
+    assert headers["connection"] == "close" and "transfer-encoding" not in headers and "content-length" not in headers
+    assert rest + recv_all(sock) == b"c0;c1;c2;"
+    sock = http_server.connect()
+    sock.sendall(b"HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, rest = read_head(sock)
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    status, headers, rest = read_head(sock, rest)  # no body came between
+    assert status == 200 and "content-length" in headers
+    for _ in range(100):
+        if len(STREAMS_CLOSED) == 2:
+            break
+        time.sleep(0.01)
+    assert STREAMS_CLOSED == ["end", "left"]
+
+
+def test_a_stream_that_fails_or_is_left_is_closed_and_cut(http_server):
+    STREAMS_CLOSED.clear()
+    sock = http_server.connect()
+    sock.sendall(b"GET /stream?n=5&fail=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, rest = read_head(sock)
+    with pytest.raises(ConnectionError):  # no last chunk: the client cannot take the part for the whole
+        read_chunked(sock, rest)
+    sock = http_server.connect()
+    sock.sendall(b"GET /stream?n=100000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    read_head(sock)
+    sock.close()
+    for _ in range(300):
+        if len(STREAMS_CLOSED) == 2:
+            break
+        time.sleep(0.01)
+    assert STREAMS_CLOSED == ["failed", "left"]
+    assert httpx.get(http_server.url + "/a", timeout=5).status_code == 200

@@ -401,3 +401,76 @@ def test_parameters_without_a_canonical_encoding_run_alone_and_are_answered():
     answers, _ = run_with(handler, scenario, max_batch_size=8)
     assert len(answers) == 5
     assert batch_key(InferRequest({"x": np.zeros((1, 1))}, 1, parameters={"n": 10 ** 300}))[0] == ("alone",)
+
+
+class ScriptLikeHandler(RecordingHandler):
+    """One request per call, one call at a time, on a model thread (as a scoring script runs);
+    calls on rows of 100 block until ``release`` is set."""
+
+    capabilities = Capabilities(thread_safe=False, releases_gil=False, batchable=False)
+
+    def __init__(self):
+        super().__init__()
+        self.slow_started = threading.Event()
+        self.release = threading.Event()
+        self.released = False  # the loop set ``release`` while the call waited for it
+
+    def predict(self, request):
+        if (request.inputs["x"] == 100).any():
+            self.slow_started.set()
+            self.released = self.release.wait(5)
+        return super().predict(request)
+
+
+def test_short_one_request_calls_are_awaited_off_the_loop_and_a_long_one_never_holds_it():
+    handler = ScriptLikeHandler()
+    woken = []  # calls answered through the loop's wake-up from the model thread
+
+    async def scenario(runner):
+        finish_job = runner._finish_job
+        runner._finish_job = lambda *a: (woken.append(1), finish_job(*a))
+        first = await asyncio.gather(*[runner.infer(req(i)) for i in range(30)])
+        awaited = 30 - len(woken)
+        # A long call after short ones: the loop waits for it at most the budget, then goes on.
+        slow = asyncio.ensure_future(runner.infer(req(100)))
+        ticks = 0
+        while not handler.slow_started.is_set() or ticks < 3:
+            await asyncio.sleep(0.001)
+            ticks += handler.slow_started.is_set()
+        handler.release.set()
+        return first, awaited, (await slow).outputs["y"].tolist()
+
+    (first, awaited, slow), _ = run_with(handler, scenario, max_batch_size=64)
+    assert [r.outputs["y"].tolist() for r in first] == [[2.0 * i] for i in range(30)]
+    assert slow == [200.0] and handler.released  # the loop ran during the long call
+    assert handler.calls == [1] * 31 and all(name.startswith("model-m") for name in handler.threads)
+    assert awaited > 0  # the loop waited for short calls itself, GIL released, instead of being woken
+
+
+def test_chunks_are_made_on_the_model_thread_closed_early_and_read_whole_when_pickled():
+    import pickle
+
+    from hyperserve.server.types import Chunks
+
+    made_on, cleaned = [], []
+
+    def body():
+        try:
+            for part in ("a", b"", b"b", bytearray(b"c")):
+                made_on.append(threading.current_thread().name)
+                yield part
+        finally:
+            cleaned.append(True)
+
+    async def scenario(runner):
+        chunks = Chunks(body())
+        first = await runner.on_model_thread(chunks.next)
+        second = await runner.on_model_thread(chunks.next)  # the empty chunk is skipped
+        await runner.on_model_thread(chunks.close)
+        return first, second
+
+    (first, second), _ = run_with(ScriptLikeHandler(), scenario)
+    assert (first, second) == (b"a", b"b") and cleaned == [True]
+    assert made_on and all(name.startswith("model-m") for name in made_on)
+    copy = pickle.loads(pickle.dumps(Chunks(iter(["x", "y"]))))
+    assert [copy.next(), copy.next()] == [b"xy", b""]
