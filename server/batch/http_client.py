@@ -67,13 +67,18 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(err)
 
-    async def exchange(self, request: bytes) -> tuple[int, bytes]:
-        self.waiter = asyncio.get_running_loop().create_future()
+    def exchange(self, request: bytes) -> asyncio.Future:
+        """Send ``request``; the future gets (status, body), or the connection's failure."""
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
         self.reusable = False
         if self.lost:
-            raise ConnectionError("the connection closed")
-        self.transport.write(request)
-        return await self.waiter
+            waiter.set_exception(ConnectionError("the connection closed"))
+        else:
+            self.transport.write(request)
+        return waiter
+
+    def time_out(self, seconds: float) -> None:
+        self._fail(asyncio.TimeoutError(f"no response within {seconds:g} s"))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -102,12 +107,15 @@ class HttpClient:
     async def post(self, body: bytes) -> tuple[int, bytes]:
         async with self._gate:
             connection = self._idle.pop() if self._idle else await self._connect()
+            # A timer, not asyncio.wait_for: that costs a task per request, a share of the job's CPU.
+            timer = asyncio.get_running_loop().call_later(self.timeout_s, connection.time_out, self.timeout_s)
             try:
-                status, data = await asyncio.wait_for(
-                    connection.exchange(self._head + str(len(body)).encode() + b"\r\n\r\n" + body), self.timeout_s)
+                status, data = await connection.exchange(self._head + str(len(body)).encode() + b"\r\n\r\n" + body)
             except BaseException:
                 connection.close()
                 raise
+            finally:
+                timer.cancel()
             if connection.reusable and not connection.lost:
                 self._idle.append(connection)
             else:
