@@ -110,21 +110,28 @@ def recv_all(sock: socket.socket, timeout: float = 5.0) -> bytes:
     return b"".join(chunks)
 
 
+def read_head(sock: socket.socket, buf: bytes = b"", timeout: float = 5.0) -> tuple[int, dict, bytes]:
+    """A response's status and headers off a socket (after ``buf``), and what followed them."""
+    sock.settimeout(timeout)
+    while b"\r\n\r\n" not in buf:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError(f"closed before a head; buffer {buf[:200]!r}")
+        buf += more
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}, rest
+
+
 def read_responses(sock: socket.socket, count: int, timeout: float = 5.0) -> list[tuple[int, dict, bytes]]:
     """Parse ``count`` responses (content-length framed) off a socket."""
-    sock.settimeout(timeout)
     buf = b""
     out = []
     while len(out) < count:
-        while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed after {len(out)} responses; buffer {buf[:200]!r}")
-            buf += chunk
-        head, buf = buf.split(b"\r\n\r\n", 1)
-        lines = head.decode().split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+        try:
+            status, headers, buf = read_head(sock, buf, timeout)
+        except ConnectionError as err:
+            raise ConnectionError(f"closed after {len(out)} responses: {err}") from None
         length = int(headers.get("content-length", 0))
         while len(buf) < length:
             chunk = sock.recv(65536)
@@ -524,18 +531,6 @@ def read_chunked(sock: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes]:
         if size == 0:
             return body, buf[2:]
         body, buf = body + buf[:size], buf[size + 2:]
-
-
-def read_head(sock: socket.socket, buf: bytes = b"") -> tuple[int, dict, bytes]:
-    sock.settimeout(5)
-    while b"\r\n\r\n" not in buf:
-        more = sock.recv(65536)
-        if not more:
-            raise ConnectionError(f"closed before a head: {buf!r}")
-        buf += more
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode().split("\r\n")
-    return int(lines[0].split()[1]), {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}, rest
 
 
 def test_a_streamed_body_is_chunked_and_what_was_pipelined_behind_it_waits(http_server):
