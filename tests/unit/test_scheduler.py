@@ -236,13 +236,14 @@ class PythonHandler(RecordingHandler):
 
 def test_short_calls_of_a_gil_holding_handler_run_on_the_event_loop():
     async def one_at_a_time(runner):
-        for i in range(4):
+        for i in range(20):
             await runner.infer(req(i))
 
     fast = PythonHandler()
     run_with(fast, one_at_a_time)
-    # The first call is timed on the model thread; once calls are known to be short, the loop runs them.
-    assert fast.threads[0].startswith("model-m") and fast.threads[1:] == [threading.main_thread().name] * 3
+    # The first call is timed on the model thread; once calls are known to be short (their moving
+    # average, which a slow first call on a busy machine takes a few calls to leave), the loop runs them.
+    assert fast.threads[0].startswith("model-m") and fast.threads[-5:] == [threading.main_thread().name] * 5
     slow = PythonHandler(delay=0.005)
     run_with(slow, one_at_a_time)
     assert all(name.startswith("model-m") for name in slow.threads)
