@@ -119,9 +119,11 @@ def batch_argv(*args) -> list[str]:
 
 
 class Served:
-    def __init__(self, argv, env, ready_url):
+    """A server for the job to call, run in ``cwd`` (CPR copies its model's files into its own)."""
+
+    def __init__(self, argv, env, ready_url, cwd: Path = ROOT):
         self.proc = subprocess.Popen(argv, env={**python_env(), **env}, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, cwd=str(ROOT), start_new_session=True)
+                                     stderr=subprocess.DEVNULL, cwd=str(cwd), start_new_session=True)
         wait_ready(ready_url, self.proc, 120)
 
     def stop(self):
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 argv = launch.argv
                 if image_default:  # the image's entrypoint: uvicorn workers = max(2, cores)
                     argv = [argv[0], "-m", "google.cloud.aiplatform.prediction.model_server"]
-                served = Served(argv, launch.env, launch.ready_url)
+                served = Served(argv, launch.env, launch.ready_url, launch.cwd)
                 try:
                     results[name] = run_job(batch_argv(
                         "--input", cpr_source, "--format", "jsonl", "--output", out("cpr"),
