@@ -52,6 +52,7 @@ class Shard:
     uri: str
     path: str
     start: int  # byte of its first record
+    end: int  # byte of the next shard's first record (-1: the end of the file)
     lines_before: int
     rows: int
 
@@ -89,11 +90,12 @@ def plan(spec: JobSpec) -> tuple[list[InputFile], list[Shard]]:
     for file in files:
         count, starts = index(file.path, spec.format, spec.rows_per_shard)
         for k, (start, lines) in enumerate(starts):
-            pieces.append((file, start, lines, min(spec.rows_per_shard, count - k * spec.rows_per_shard)))
+            end = starts[k + 1][0] if k + 1 < len(starts) else -1
+            pieces.append((file, start, end, lines, min(spec.rows_per_shard, count - k * spec.rows_per_shard)))
     if not pieces:
         raise JobFailed(f"the input holds no instances: {', '.join(f.uri for f in files)}")
-    shards = [Shard(i, len(pieces), f.uri, f.path, start, lines, rows)
-              for i, (f, start, lines, rows) in enumerate(pieces)]
+    shards = [Shard(i, len(pieces), f.uri, f.path, start, end, lines, rows)
+              for i, (f, start, end, lines, rows) in enumerate(pieces)]
     return files, shards
 
 
@@ -146,7 +148,8 @@ class ShardRun:
         began = time.time()
         convert = converter(spec.format, spec.config, self.wrap, self._header(shard),
                             self.predictor.lines_checked)
-        batches = read(shard.path, spec.format, shard.start, shard.rows, shard.lines_before, spec.batch_size)
+        batches = read(shard.path, spec.format, shard.start, shard.rows, shard.lines_before, spec.batch_size,
+                       shard.end)
         loop = asyncio.get_running_loop()
         errors: Counter[tuple[int, str]] = Counter()
         window: deque[asyncio.Task] = deque()

@@ -119,24 +119,28 @@ def _frame_length(head: bytes, path: str, offset: int) -> int:
     return length
 
 
-def read(path: str, fmt: str, start: int, count: int, lines_before: int, size: int) -> Iterator[Batch]:
+def read(path: str, fmt: str, start: int, count: int, lines_before: int, size: int,
+         end: int = -1) -> Iterator[Batch]:
     """``count`` records from byte ``start`` (with ``lines_before`` lines before it, as ``index``
-    gave), in batches of at most ``size``."""
+    gave), in batches of at most ``size``; text is read no further than byte ``end`` (-1: the
+    end of the file), where the next shard begins."""
     f = _open(path, fmt)
     try:
         f.seek(start)
         if fmt in (TF_RECORD, TF_RECORD_GZIP):
             yield from _tfrecord_batches(f, path, start, count, size)
         else:
-            yield from _line_batches(f, path, count, lines_before, size)
+            yield from _line_batches(f, path, count, lines_before, size, -1 if end < 0 else end - start)
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise JobFailed(f"cannot read input {path}: {err}") from None
     finally:
         f.close()
 
 
-def _line_batches(f: IO[bytes], path: str, count: int, line: int, size: int) -> Iterator[Batch]:
-    """Lines read a block at a time and split in one call, then cut into batches."""
+def _line_batches(f: IO[bytes], path: str, count: int, line: int, size: int, length: int) -> Iterator[Batch]:
+    """Lines read a block at a time and split in one call, then cut into batches. ``length``:
+    the bytes to read (-1: all). Splitting is most of a batch's cost, so a shard splits only its
+    own lines, not the rest of a block that runs into the next shard."""
     pending: list[bytes] = []  # lines read; those from ``taken`` on are not in a batch yet
     taken = 0
     tail = b""  # a partial line at the end of the last block
@@ -146,7 +150,9 @@ def _line_batches(f: IO[bytes], path: str, count: int, line: int, size: int) -> 
             pending = pending[taken:]
             taken = 0
             while len(pending) < size and not eof:
-                block = f.read(READ_BYTES)
+                block = f.read(READ_BYTES if length < 0 else min(READ_BYTES, length))
+                if length > 0:
+                    length -= len(block)
                 if not block:
                     eof = True
                     if tail:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from hyperserve.server.batch import records
 from hyperserve.server.batch.errors import JobFailed
 from hyperserve.server.batch.instances import (InstanceConfig, converter, error_line, read_header, request_body,
                                                result_lines)
@@ -181,8 +182,8 @@ def test_tfrecords_match_tensorflows_own_reader_and_writer(tmp_path):
 @settings(max_examples=60, deadline=None)
 @given(lines=st.lists(st.one_of(st.just(b""), st.just(b"  "), st.binary(min_size=1, max_size=8).map(
     lambda b: b"[" + b.hex().encode() + b"]")), max_size=40), every=st.integers(1, 7), size=st.integers(1, 5),
-    header=st.booleans())
-def test_every_shard_reads_exactly_its_own_records_in_order(tmp_path_factory, lines, every, size, header):
+    header=st.booleans(), block=st.sampled_from([3, 7, 1 << 20]))
+def test_every_shard_reads_exactly_its_own_records_in_order(tmp_path_factory, lines, every, size, header, block):
     path = tmp_path_factory.mktemp("lines") / "in.txt"
     path.write_bytes((b"h\n" if header else b"") + b"".join(line + b"\n" for line in lines))
     fmt = CSV if header else JSONL
@@ -190,11 +191,17 @@ def test_every_shard_reads_exactly_its_own_records_in_order(tmp_path_factory, li
     expected = [line.strip() for line in lines if line.strip()]
     assert count == len(expected)
     got, numbers = [], []
-    for k, (start, before) in enumerate(starts):
-        for batch in read(str(path), fmt, start, min(every, count - k * every), before, size):
-            assert 1 <= len(batch.data) <= size
-            got.extend(batch.data)
-            numbers.extend(batch.line(i) for i in range(len(batch.data)))
+    saved, records.READ_BYTES = records.READ_BYTES, block  # blocks that end mid-line, and mid-shard
+    try:
+        for k, (start, before) in enumerate(starts):
+            # A shard reads up to where the next begins, no further: its end is where its records end.
+            end = starts[k + 1][0] if k + 1 < len(starts) else -1
+            for batch in read(str(path), fmt, start, min(every, count - k * every), before, size, end):
+                assert 1 <= len(batch.data) <= size
+                got.extend(batch.data)
+                numbers.extend(batch.line(i) for i in range(len(batch.data)))
+    finally:
+        records.READ_BYTES = saved
     assert got == expected
     file_lines = path.read_bytes().split(b"\n")
     assert [file_lines[n - 1].strip() for n in numbers] == expected  # line numbers name the right lines
