@@ -164,4 +164,20 @@ JsonScan scan_json(const char* data, size_t size) {
   return result;
 }
 
+bool balanced_json(const char* data, size_t size) {
+  size_t depth = 0;
+  for (size_t i = 0; i < size; ++i) {
+    char c = data[i];
+    if (c == '[') {
+      ++depth;
+    } else if (c == ']') {
+      if (depth == 0) return false;
+      --depth;
+    } else if (c == '"' || c == '{' || c == '}') {
+      return scan_json(data, size).valid;
+    }
+  }
+  return depth == 0;
+}
+
 }  // namespace hyperserve

@@ -16,4 +16,8 @@ struct JsonScan {
 
 JsonScan scan_json(const char* data, size_t size);
 
+// scan_json(data, size).valid, with no allocation for a text of no strings and no objects (a batch
+// job's usual line, an array of numbers): there only the brackets' balance decides.
+bool balanced_json(const char* data, size_t size);
+
 }  // namespace hyperserve

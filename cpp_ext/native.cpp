@@ -277,7 +277,7 @@ nb::list unbalanced_lines(nb::handle lines_obj) {
   for (nb::handle line : lines_obj) {
     BufferGuard guard;
     Input body = as_input(line, guard.view);
-    if (!hyperserve::scan_json(reinterpret_cast<const char*>(body.data), body.size).valid) bad.append(i);
+    if (!hyperserve::balanced_json(reinterpret_cast<const char*>(body.data), body.size)) bad.append(i);
     ++i;
   }
   return bad;

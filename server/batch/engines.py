@@ -34,6 +34,7 @@ def load_model(args: argparse.Namespace):
     repository = deployed_models(args)
     plane = DataPlane(repository, request_timeout=args.request_timeout, server_version=__version__)
     model = plane.default_model
+    model.adaptive_hold = False  # the job queues what it has: no partners are coming
     try:
         model.load()
     except ServingError as err:

@@ -3,28 +3,40 @@
 Why not aiohttp: its Python cost per request was the job's bottleneck; with this client the same
 job ran at 1.32 times the rows/s (bench/results/2026-12-02-vm-batch-endpoint-client.md).
 Responses are parsed by httptools (llhttp), the parser the server itself uses; this module only
-keeps the connections: one request at a time on each, at most ``size`` open.
+keeps the connections: one request at a time on each, at most ``size`` open, the rest queued in
+order. ``send`` takes a callback, not a task, a future and a timer per request: the parser's
+callback answers it and hands the connection to the next queued request, and one sweep per client
+times requests out (the job's rows/s, 1.2 times those of a task and a semaphore per request:
+bench/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+from collections import deque
+from typing import Callable, Union
 from urllib.parse import urlsplit
 
 import httptools
+
+
+Outcome = Union[tuple[int, bytes], Exception]  # (status, body), or why there is none
+Reply = Callable[[Outcome], None]
 
 
 class _Connection(asyncio.Protocol):
     def __init__(self):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future | None = None
+        self.reply: Reply | None = None  # the request in flight's
         self.chunks: list[bytes] = []
         self.reusable = False
         self.lost = False
         self.framed = False  # Content-Length or chunked: else the body ends with the connection
         self.headers_done = False
+        self.sent_at = 0.0  # time.monotonic() of the request in flight
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -34,14 +46,14 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as err:
-            self._fail(ConnectionError(f"malformed HTTP response: {err}"))
+            self.fail(ConnectionError(f"malformed HTTP response: {err}"))
 
     def connection_lost(self, exc) -> None:
         self.lost = True
-        if exc is None and self.headers_done and not self.framed and self.waiter is not None:
+        if exc is None and self.headers_done and not self.framed and self.reply is not None:
             self.on_message_complete()  # a body delimited by the end of the connection
             return
-        self._fail(ConnectionError(f"the connection closed before the response ended ({exc or 'EOF'})"))
+        self.fail(ConnectionError(f"the connection closed before the response ended ({exc or 'EOF'})"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -57,28 +69,25 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.reusable = not self.lost and self.parser.should_keep_alive()
         self.framed = self.headers_done = False
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result((self.parser.get_status_code(), b"".join(self.chunks)))
-        self.chunks = []
+        reply, self.reply = self.reply, None
+        data, self.chunks = b"".join(self.chunks), []
+        if reply is not None:
+            reply((self.parser.get_status_code(), data))
 
-    def _fail(self, err: Exception) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(err)
+    def fail(self, err: Exception) -> None:
+        self.reusable = False
+        reply, self.reply = self.reply, None
+        if reply is not None:
+            reply(err)
 
-    def exchange(self, request: bytes) -> asyncio.Future:
-        """Send ``request``; the future gets (status, body), or the connection's failure."""
-        self.waiter = waiter = asyncio.get_running_loop().create_future()
+    def exchange(self, request: bytes, reply: Reply) -> None:
+        """Send ``request``; ``reply`` gets (status, body), or the connection's failure, once."""
+        self.reply = reply
         self.reusable = False
         if self.lost:
-            waiter.set_exception(ConnectionError("the connection closed"))
+            self.fail(ConnectionError("the connection closed"))
         else:
             self.transport.write(request)
-        return waiter
-
-    def time_out(self, seconds: float) -> None:
-        self._fail(asyncio.TimeoutError(f"no response within {seconds:g} s"))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -101,26 +110,89 @@ class HttpClient:
         lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() not in ("host", "content-type")]
         self._head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
         self.timeout_s = timeout_s
+        self.size = size
         self._idle: list[_Connection] = []
-        self._gate = asyncio.Semaphore(size)
+        self._busy: set[_Connection] = set()  # each with a request in flight
+        self._opening = 0  # connections being opened
+        self._queued: deque[tuple[bytes, Reply]] = deque()  # requests waiting for a connection
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def send(self, body: bytes, reply: Reply) -> None:
+        """POST ``body``; ``reply`` gets (status, body), or the failure (ConnectionError,
+        TimeoutError, OSError), once, on the loop. Sent now on an idle connection, else when one
+        is free."""
+        if self._closed:
+            reply(ConnectionError("the client is closed"))
+        elif self._idle and not self._queued:
+            self._send(self._idle.pop(), body, reply)
+        else:
+            self._queued.append((body, reply))
+            self._open_for_queue()
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
-        async with self._gate:
-            connection = self._idle.pop() if self._idle else await self._connect()
-            # A timer, not asyncio.wait_for: that costs a task per request, a share of the job's CPU.
-            timer = asyncio.get_running_loop().call_later(self.timeout_s, connection.time_out, self.timeout_s)
-            try:
-                status, data = await connection.exchange(self._head + str(len(body)).encode() + b"\r\n\r\n" + body)
-            except BaseException:
+        answer = asyncio.get_running_loop().create_future()
+        self.send(body, lambda outcome: settle(answer, outcome))
+        return await answer
+
+    def _open_for_queue(self) -> None:
+        while not self._closed and len(self._queued) > self._opening and \
+                len(self._busy) + len(self._idle) + self._opening < self.size:
+            self._opening += 1
+            asyncio.ensure_future(self._open())
+
+    async def _open(self) -> None:
+        try:
+            connection = await self._connect()
+        except (OSError, asyncio.TimeoutError) as err:
+            self._opening -= 1
+            if self._queued:  # the request first in line fails with it; the rest try again
+                _, reply = self._queued.popleft()
+                reply(err)
+            self._open_for_queue()
+            return
+        self._opening -= 1
+        self._next(connection)
+
+    def _next(self, connection: _Connection) -> None:
+        """A free connection: the next queued request goes on it, or it waits idle."""
+        if self._queued and not self._closed:
+            self._send(connection, *self._queued.popleft())
+        elif self._closed:
+            connection.close()
+        else:
+            self._idle.append(connection)
+
+    def _send(self, connection: _Connection, body: bytes, reply: Reply) -> None:
+        self._busy.add(connection)
+        connection.sent_at = time.monotonic()
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(self._sweep_every(), self._time_out_late)
+        connection.exchange(self._head + str(len(body)).encode() + b"\r\n\r\n" + body,
+                            lambda outcome: self._done(connection, outcome, reply))
+
+    def _done(self, connection: _Connection, outcome: Outcome, reply: Reply) -> None:
+        self._busy.discard(connection)
+        try:
+            reply(outcome)
+        finally:
+            if type(outcome) is tuple and connection.reusable and not connection.lost:
+                self._next(connection)
+            else:  # failed, cut short or not to be reused: a late reply must reach no one
                 connection.close()
-                raise
-            finally:
-                timer.cancel()
-            if connection.reusable and not connection.lost:
-                self._idle.append(connection)
-            else:
-                connection.close()
-            return status, data
+                self._open_for_queue()
+
+    def _sweep_every(self) -> float:
+        return min(1.0, self.timeout_s / 4)
+
+    def _time_out_late(self) -> None:
+        """Fail the requests in flight longer than ``timeout_s``; again while any is in flight."""
+        self._sweep = None
+        due = time.monotonic() - self.timeout_s
+        for connection in [c for c in self._busy if c.sent_at <= due]:
+            connection.fail(asyncio.TimeoutError(f"no response within {self.timeout_s:g} s"))
+        if self._busy:
+            self._sweep = asyncio.get_running_loop().call_later(self._sweep_every(), self._time_out_late)
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -130,6 +202,23 @@ class HttpClient:
         return connection
 
     def close(self) -> None:
-        for connection in self._idle:
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for connection in [*self._idle, *self._busy]:
             connection.close()
         self._idle.clear()
+        while self._queued:
+            _, reply = self._queued.popleft()
+            reply(ConnectionError("the client is closed"))
+
+
+def settle(future: asyncio.Future, outcome) -> None:
+    """An outcome (a result, or an exception) onto ``future``, unless it is settled already."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

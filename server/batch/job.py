@@ -78,6 +78,9 @@ class ShardResult:
 class Predictor(Protocol):
     lines_checked: bool  # it refuses a request that does not decode to one instance per line
 
+    def submit(self, body: bytes, count: int) -> asyncio.Future:
+        """The request, sent now; the future gets one prediction (JSON) per instance, or RequestFailed."""
+
     async def predict(self, body: bytes, count: int) -> list[bytes]: ...
 
 
@@ -152,19 +155,13 @@ class ShardRun:
                        shard.end)
         loop = asyncio.get_running_loop()
         errors: Counter[tuple[int, str]] = Counter()
-        window: deque[asyncio.Task] = deque()
+        # Each request's instances and its future, in input order: futures, not a task per
+        # request, because on a small model that bookkeeping is a share of the rows/s.
+        window: deque[tuple[Items, asyncio.Future | None]] = deque()
         f, spooled = out.spool(shard.results)
         written = 0
         try:
             with f:
-                async def write_next():
-                    nonlocal written
-                    text, count, failures = await window.popleft()
-                    f.write(text)
-                    written += count
-                    if failures:
-                        errors.update(failures)
-
                 more = True
                 while more or window:
                     # Top the window up in one go: requests queued together share framework calls.
@@ -177,11 +174,24 @@ class ShardRun:
                             items = await loop.run_in_executor(None, convert, batch)
                         else:
                             items = convert(batch)
-                        window.append(asyncio.ensure_future(self._lines(items)))
-                    if window:
-                        await write_next()
-                    while window and window[0].done():
-                        await write_next()
+                        window.append((items, self._send(items)))
+                    if not window:
+                        break
+                    head = window[0][1]
+                    if head is not None and not head.done():
+                        try:
+                            await head
+                        except Exception:  # noqa: BLE001 - its lines say how it failed
+                            pass
+                    # Every answered request at the front, in order: most with no coroutine at all.
+                    while window and (window[0][1] is None or window[0][1].done()):
+                        items, pending = window.popleft()
+                        text = _usual_lines(items, pending)
+                        if text is None:
+                            text, failures = await self._lines(items, pending)
+                            errors.update(failures)
+                        f.write(text)
+                        written += items.size
             if written != shard.rows:
                 raise JobFailed(f"shard {shard.index} of {shard.uri}: wrote {written} lines for {shard.rows} records")
             stats = b"".join(orjson.dumps({"code": c, "message": m, "count": n}) + b"\n"
@@ -189,8 +199,9 @@ class ShardRun:
             # Off the loop (an upload to gs:// takes a while): the next shard's requests go on meanwhile.
             await loop.run_in_executor(None, _commit, out, shard, stats, spooled)
         except BaseException:
-            for task in window:
-                task.cancel()
+            for _, pending in window:
+                if pending is not None:
+                    pending.cancel()
             Path(spooled).unlink(missing_ok=True)
             raise
         failed = sum(errors.values())
@@ -198,21 +209,25 @@ class ShardRun:
                            [{"code": c, "message": m, "count": n} for (c, m), n in errors.most_common()],
                            span=(began, time.time()))
 
+    def _send(self, items: Items) -> asyncio.Future | None:
+        if not items.sent:  # every record failed before it became an instance
+            return None
+        return self.predictor.submit(request_body(items.sent, self.spec.parameters), len(items.sent))
+
     def _header(self, shard: Shard) -> list[str] | None:
         if self.spec.format != CSV:
             return None
         with open(shard.path, "rb") as f:
             return read_header(f.readline(), f"{shard.uri}:1")
 
-    async def _lines(self, items: Items) -> tuple[bytes, int, list[tuple[int, str]]]:
-        """The records' output lines (with their count, and the failures among them): one request
-        for the batch, then, if it fails, one per instance."""
+    async def _lines(self, items: Items, pending: asyncio.Future | None) -> tuple[bytes, list[tuple[int, str]]]:
+        """The records' output lines, and the failures among them: the batch's request, then, if it
+        failed, one per instance."""
         predictions: list = []
         whole = True
-        if items.sent:
+        if pending is not None:
             try:
-                predictions = await self.predictor.predict(request_body(items.sent, self.spec.parameters),
-                                                           len(items.sent))
+                predictions = await pending
             except RequestFailed as err:
                 whole = False
                 if len(items.sent) == 1:
@@ -222,7 +237,7 @@ class ShardRun:
         keyed = items.keys is not None
         names = items.keys if keyed else items.shown
         if whole and not items.failed:  # the usual batch
-            return result_lines(names, predictions, keyed), items.size, []
+            return result_lines(names, predictions, keyed), []
         lines: list = [None] * items.size
         failures = []
         positions = items.positions or range(items.size)
@@ -235,13 +250,21 @@ class ShardRun:
         for position, shown, err in items.failed:
             lines[position] = error_line(shown, None, err.code, err.message)
             failures.append((err.code, err.message))
-        return b"".join(lines), items.size, failures
+        return b"".join(lines), failures
 
     async def _alone(self, sent: bytes):
         try:
             return (await self.predictor.predict(request_body([sent], self.spec.parameters), 1))[0]
         except RequestFailed as err:
             return err
+
+
+def _usual_lines(items: Items, pending: asyncio.Future | None) -> bytes | None:
+    """The lines of a batch whose request succeeded, every record of it an instance; else None."""
+    if items.failed or pending is None or pending.cancelled() or pending.exception() is not None:
+        return None
+    keyed = items.keys is not None
+    return result_lines(items.keys if keyed else items.shown, pending.result(), keyed)
 
 
 def _commit(out: Output, shard: Shard, stats: bytes, spooled: str) -> None:

@@ -26,6 +26,7 @@ from ..errors import ServingError
 from ..repository.model import DeployedModel
 from ..types import InferRequest, InferResponse
 from .errors import JobFailed
+from .http_client import Outcome, settle
 
 log = logging.getLogger("hyperserve.batch")
 
@@ -47,8 +48,11 @@ def _count_check(predictions: list, count: int) -> list:
 
 
 def _settle(future: asyncio.Future, result) -> None:
+    """The scheduler's reply: the request's predictions, or its error as RequestFailed."""
     if not future.done():
-        if isinstance(result, BaseException):
+        if isinstance(result, ServingError):
+            future.set_exception(RequestFailed(result.status, result.message))
+        elif isinstance(result, BaseException):
             future.set_exception(result)
         else:
             future.set_result(result)
@@ -96,6 +100,23 @@ class InProcess:
             raise RequestFailed(400, f"the request decodes to {decoded} instances, not one per line ({count}), "
                                      "or to other parameters")
 
+    def submit(self, body: bytes, count: int) -> asyncio.Future:
+        """The request, queued now; the future gets its predictions or RequestFailed. A small
+        tensor request is decoded here and answered by the scheduler's callback: no task per
+        request, a share of a small model's rows/s (bench/README.md)."""
+        if self.inputs is not Inputs.TENSORS or (self.decode_thread and len(body) > OFF_LOOP_DECODE_BYTES):
+            return asyncio.ensure_future(self.predict(body, count))
+        future = asyncio.get_running_loop().create_future()
+        try:
+            self._submit_tensors(vertex_json.decode_predict_request(body, self.model.signature,
+                                                                    self.model.handler.signature_named),
+                                 count, future)
+        except ServingError as err:
+            future.set_exception(RequestFailed(err.status, err.message))
+        except RequestFailed as err:
+            future.set_exception(err)
+        return future
+
     async def predict(self, body: bytes, count: int) -> list[bytes]:
         try:
             if self.inputs is Inputs.TENSORS:
@@ -107,16 +128,21 @@ class InProcess:
             raise RequestFailed(err.status, err.message) from None
 
     async def _tensors(self, body: bytes, count: int) -> list[bytes]:
+        model = self.model
+        decoded = await self._decode(vertex_json.decode_predict_request, body, model.signature,
+                                     model.handler.signature_named)
+        future = asyncio.get_running_loop().create_future()
+        self._submit_tensors(decoded, count, future)
+        return await future
+
+    def _submit_tensors(self, decoded, count: int, future: asyncio.Future) -> None:
         plane, model = self.plane, self.model
-        request, fmt = await self._decode(vertex_json.decode_predict_request, body, model.signature,
-                                          model.handler.signature_named)
+        request, fmt = decoded
         if fmt != vertex_json.ROW:
             raise RequestFailed(400, "a line reshaped the request into the columnar format")
         self._check(count, request.batch_size, request.parameters, request.signature_name)
         plane.check_ready(model)
-        future = asyncio.get_running_loop().create_future()
         plane.submit(model, plane.prepare(request, {}), lambda result: _settle(future, result), _each)
-        return await future
 
     async def _rows(self, body: bytes, count: int) -> list[bytes]:
         rows, parameters = await self._decode(torchserve_codec.instance_rows, body)
@@ -175,24 +201,62 @@ class Endpoint:
     def _delay(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
 
-    async def predict(self, body: bytes, count: int) -> list[bytes]:
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
+    def submit(self, body: bytes, count: int) -> asyncio.Future:
+        """Answered in the client's callback, with no task; only a retry goes the way of ``predict``."""
+        answer = asyncio.get_running_loop().create_future()
+        self.client.send(body, lambda outcome: self._answer(outcome, answer, body, count))
+        return answer
+
+    def _answer(self, outcome: Outcome, answer: asyncio.Future, body: bytes, count: int) -> None:
+        if answer.done():  # the job gave up on it
+            return
+        if isinstance(outcome, OSError):  # ConnectionError and TimeoutError among them
+            result = self._unanswered(outcome, 0)
+        elif isinstance(outcome, BaseException):
+            answer.set_exception(outcome)
+            return
+        else:
+            try:
+                result = self._result(*outcome, count)
+            except Exception as err:  # noqa: BLE001 - RequestFailed: the job's to see
+                answer.set_exception(err)
+                return
+        if type(result) is list:
+            answer.set_result(result)
+            return
+        retry = asyncio.ensure_future(self.predict(body, count, first=1, last=result))
+        answer.add_done_callback(lambda done: retry.cancel() if done.cancelled() else None)
+        retry.add_done_callback(lambda done: answer.cancel() if done.cancelled() else
+                                settle(answer, done.exception() or done.result()))
+
+    async def predict(self, body: bytes, count: int, first: int = 0, last: Exception | None = None) -> list[bytes]:
+        """Attempts ``first`` to ``retries``, with backoff; ``last``: why the attempt before failed."""
+        for attempt in range(first, self.retries + 1):
             if attempt:
                 await asyncio.sleep(self._delay(attempt - 1))
             try:
                 status, data = await self.client.post(body)
-            except (OSError, asyncio.TimeoutError) as err:
-                last = JobFailed(f"the endpoint {self.url} did not answer after {attempt + 1} attempts: "
-                                 f"{type(err).__name__}: {err}")
+            except OSError as err:  # ConnectionError and TimeoutError among them
+                last = self._unanswered(err, attempt)
                 continue
-            if status == 200:
-                return self._predictions(data, count)
-            failed = RequestFailed(status, _error_message(data, status))
-            if status not in RETRY_STATUSES:
-                raise failed
-            last = failed
+            result = self._result(status, data, count)
+            if type(result) is list:
+                return result
+            last = result
         raise last
+
+    def _result(self, status: int, data: bytes, count: int) -> list[bytes] | RequestFailed:
+        """The predictions; a failure worth another attempt; or RequestFailed raised."""
+        if status == 200:
+            return self._predictions(data, count)
+        failed = RequestFailed(status, _error_message(data, status))
+        if status not in RETRY_STATUSES:
+            raise failed
+        return failed
+
+    def _unanswered(self, err: Exception, attempt: int) -> JobFailed:
+        return JobFailed(f"the endpoint {self.url} did not answer after {attempt + 1} attempts: "
+                         f"{type(err).__name__}: {err}")
 
     @staticmethod
     def _predictions(data: bytes, count: int) -> list[bytes]:

@@ -95,8 +95,9 @@ class DeployedModel:
                  cache_dir: Path, threads: int, max_queue: int, max_batch_size: int = 64,
                  max_queue_delay: float = 0.0, version: str = "1", warmup_requests: int = 0,
                  warmup_file: str = "", preferred_batch_sizes: tuple[int, ...] = (), metrics: bool = True,
-                 cache_max_bytes: int = 0, traced: bool = False):
+                 cache_max_bytes: int = 0, traced: bool = False, adaptive_hold: bool = True):
         self.name = name
+        self.adaptive_hold = adaptive_hold  # the scheduler's hold for partners (ModelRunner)
         self.traced = traced
         self.cache_max_bytes = cache_max_bytes
         self.metrics = metrics
@@ -161,7 +162,7 @@ class DeployedModel:
             self.runner = ModelRunner(handler, name=self.name, threads=threads, max_queue=self.max_queue,
                                       max_batch_size=max_batch_size, max_queue_delay=max_queue_delay,
                                       preferred_batch_sizes=self.preferred_batch_sizes, timed=self.metrics,
-                                      traced=self.traced)
+                                      traced=self.traced, adaptive_hold=self.adaptive_hold)
             warm_up(handler, self.signature, self.warmup_requests, self.warmup_file, self.name)
         except Exception:
             self.lifecycle.fire("failed", LOAD_FAILED)

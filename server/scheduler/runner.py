@@ -124,7 +124,7 @@ class RunnerStats:
 class ModelRunner:
     def __init__(self, handler, *, name: str, threads: int, max_queue: int, max_batch_size: int = 64,
                  max_queue_delay: float = 0.0, preferred_batch_sizes: tuple[int, ...] = (), timed: bool = True,
-                 traced: bool = False):
+                 traced: bool = False, adaptive_hold: bool = True):
         self.handler = handler
         self.name = name
         self.max_queue = max_queue
@@ -132,6 +132,9 @@ class ModelRunner:
         self.max_batch_size = max_batch_size if capabilities.batchable else 1
         self._inline = capabilities.runs_inline
         self.max_queue_delay = max_queue_delay
+        # Off for a batch job: it queues every request it has at once, so a partial batch has no
+        # partners coming, and a hold only idles the model (bench/README.md: 1.27 times a worker's rows/s).
+        self.adaptive_hold = adaptive_hold
         # Batch sizes the model runs best at (e.g. compiled shapes); a batch is cut to the largest
         # one the queue can fill, and a queue delay ends as soon as one is reached.
         self.preferred = tuple(sorted(p for p in preferred_batch_sizes if 0 < p <= self.max_batch_size))
@@ -316,7 +319,7 @@ class ModelRunner:
         if self.max_queue_delay > 0:
             start, delay = self.queue[0].request.enqueued, self.max_queue_delay
             enough = self.preferred[0] if self.preferred else self.max_batch_size
-        elif self.busy == 0 and ADAPTIVE_MIN_ROWS <= self._last_rows and rows < self._last_rows:
+        elif self.adaptive_hold and self.busy == 0 and ADAPTIVE_MIN_ROWS <= self._last_rows and rows < self._last_rows:
             start, delay, enough = self._slot_freed, ADAPTIVE_MAX_HOLD_S, self._last_rows
         else:
             return False
