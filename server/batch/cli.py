@@ -112,7 +112,7 @@ def add_parser(sub) -> None:
     job.add_argument("--max-error-ratio", type=float, default=0.1,
                      help="exit 1 when more than this share of instances failed (default: 0.1)")
     job.add_argument("--concurrency", type=int, default=None,
-                     help="requests in flight (default: 32 to an --endpoint; in process, enough to fill one framework "
+                     help="requests in flight (default: 64 to an --endpoint; in process, enough to fill one framework "
                           "call of --max-batch-size, at least 32 and at most 256: those queued together share a call)")
     job.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="a progress bar with rows/s and ETA (default: on a terminal; else a log line per shard)")
@@ -191,7 +191,9 @@ def job_spec(args: argparse.Namespace) -> JobSpec:
                    cache_dir=Path(args.cache_dir), progress=args.progress)
 
 
-ENDPOINT_CONCURRENCY = 32
+# Against hyperserve's own server on 2 cores, 32 in flight gave 1.7M rows/s, 64 gave 2.1M, 128 2.0M:
+# a server merges what is in flight into one call, so more requests are fewer calls.
+ENDPOINT_CONCURRENCY = 64
 
 
 def in_process_concurrency(max_batch_size: int, batch_size: int) -> int:
