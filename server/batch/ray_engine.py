@@ -48,7 +48,7 @@ class ShardActor(ShardWorker):
 
 
 def quiet(context) -> None:
-    """Ray Data's own extras off: they take a share of the cores the actors were given."""
+    """Ray Data's own extras off, so that the actors have the cores to themselves."""
     context.enable_progress_bars = False  # the job's own progress bar (or log line per shard) says it
     if hasattr(context, "memory_usage_poll_interval_s"):  # newer Ray: a thread per task polling memory
         context.memory_usage_poll_interval_s = None
