@@ -7,12 +7,16 @@ cd "$(dirname "$0")/.."
 # System tools the tests drive: curl and wrk are real HTTP clients in the transport tests;
 # clang-14 with libFuzzer fuzzes the native parsers under AddressSanitizer; buildah (daemonless)
 # and debootstrap build and run the sklearn-cpu image (tests/images/).
-if ! command -v wrk >/dev/null || ! command -v curl >/dev/null || ! command -v clang++-14 >/dev/null \
-   || ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null || ! command -v npm >/dev/null; then
+# Only what is missing: a machine whose Node.js came with its own npm (NodeSource's nodejs)
+# cannot install Debian's npm beside it.
+MISSING=()
+for tool in wrk curl clang++-14:"clang-14 libclang-rt-14-dev" buildah debootstrap npm; do
+  command -v "${tool%%:*}" >/dev/null || { packages="${tool#*:}"; MISSING+=($packages); }
+done
+if [ ${#MISSING[@]} -gt 0 ]; then
   SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk curl clang-14 libclang-rt-14-dev \
-    buildah debootstrap npm >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${MISSING[@]}" >/dev/null
 fi
 # Images built by the tests, their base and wheelhouses stay inside this checkout (build/images/),
 # never in the machine's image store, so one run never reuses another's.
