@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             for round_ in range(args.rounds):
                 for actors in (1, 2):
                     # Each run starts with the same free memory: the last run's output is deleted
-                    # first. On this VM a page the guest has not used yet costs the host a fault,
-                    # and a 2-actor job with 2.8 GB of earlier outputs on tmpfs ran 20-25% slower.
+                    # first: a 2-actor job with 2.8 GB of earlier outputs on tmpfs ran 20-25% slower
+                    # on this VM (likely the host faulting in pages the guest had not used yet).
                     shutil.rmtree(ray_out, ignore_errors=True)
                     result = run_job(batch_argv(mlp_dir, "--input", ",".join([str(w2)] * 5), "--format", "jsonl",
                                                 "--output", ray_out / f"ray{actors}", "--engine", "ray",

@@ -23,7 +23,7 @@ log = logging.getLogger("hyperserve.batch")
 
 # Ray Data's driver tops up an actor's queue about every 100 ms, and a shard can take about that
 # long: with its default of 2 queued, actors idled between shards (W2 on 2 actors: 36-45 ms
-# between shards, 74% busy, 1.5 times 1 actor); with 4, 6 ms and 92% (1.9-2.0 times). An actor
+# between shards, 74% busy, about 1.5 times 1 actor); with 4, 6 ms and 92% (1.9-2.0 times). An actor
 # reads a shard's records itself, so a queued shard holds no memory.
 SHARDS_QUEUED_PER_ACTOR = 4
 
@@ -48,7 +48,8 @@ class ShardActor(ShardWorker):
 
 
 def quiet(context) -> None:
-    """Ray Data's own extras off, so that the actors have the cores to themselves."""
+    """Ray Data's own progress bars and memory polling off: the job reports its own progress, and
+    neither is worth a share of the actors' cores (their effect measured within noise)."""
     context.enable_progress_bars = False  # the job's own progress bar (or log line per shard) says it
     if hasattr(context, "memory_usage_poll_interval_s"):  # newer Ray: a thread per task polling memory
         context.memory_usage_poll_interval_s = None
