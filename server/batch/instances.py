@@ -17,6 +17,7 @@ import orjson
 import pybase64
 
 from ..codecs.json_scan import unbalanced_lines
+from ..native import native
 from .errors import JobFailed
 from .records import CSV, FILE_LIST, JSONL, TF_RECORD, TF_RECORD_GZIP, Batch
 from .sources import read_listed
@@ -285,8 +286,15 @@ def request_body(instances: list[bytes], parameters: bytes | None) -> bytes:
 
 
 def result_lines(names: list[bytes], predictions: list[bytes], keyed: bool) -> bytes:
-    """``{"instance": ..., "prediction": ...}`` lines (``"key"`` when ``keyed``), in one join:
-    the pieces are laid out by slice assignment, with no bytes object made per line."""
+    """``{"instance": ..., "prediction": ...}`` lines (``"key"`` when ``keyed``), written in one
+    native pass when the extension is built: the Python join was 80 ns of an iris row's 590."""
+    if native is not None:
+        return native.result_lines(names, predictions, keyed)
+    return result_lines_py(names, predictions, keyed)
+
+
+def result_lines_py(names: list[bytes], predictions: list[bytes], keyed: bool) -> bytes:
+    """The Python twin: the pieces laid out by slice assignment, one join, no bytes per line."""
     head = b'{"key":' if keyed else b'{"instance":'
     count = len(names)
     if not count:

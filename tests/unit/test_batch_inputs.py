@@ -14,10 +14,11 @@ from hypothesis import given, settings, strategies as st
 from hyperserve.server.batch import records
 from hyperserve.server.batch.errors import JobFailed
 from hyperserve.server.batch.instances import (InstanceConfig, converter, error_line, read_header, request_body,
-                                               result_lines)
+                                               result_lines, result_lines_py)
 from hyperserve.server.batch.records import (CSV, FILE_LIST, JSONL, TF_RECORD, TF_RECORD_GZIP, Batch, index,
                                              masked_crc32c, read, write_tfrecord)
 from hyperserve.server.codecs.vertex_json import encode_predictions_each
+from hyperserve.server.native import native
 from hyperserve.server.types import InferResponse
 
 
@@ -217,6 +218,24 @@ def test_file_list_sends_each_files_bytes_and_names_it_by_uri(tmp_path):
 
 
 # -- output lines ------------------------------------------------------------------------------
+
+@pytest.mark.skipif(native is None, reason="needs the compiled extension (pip install -e .)")
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=20), st.binary(max_size=20)), max_size=70), st.booleans())
+def test_the_native_output_lines_agree_with_their_python_twin(pairs, keyed):
+    names, predictions = [n for n, _ in pairs], [p for _, p in pairs]
+    assert native.result_lines(names, predictions, keyed) == result_lines_py(names, predictions, keyed)
+
+
+@pytest.mark.skipif(native is None, reason="needs the compiled extension (pip install -e .)")
+def test_the_native_output_lines_refuse_what_is_not_two_lists_of_bytes():
+    with pytest.raises(ValueError):
+        native.result_lines([b"1", b"2"], [b"0"], False)
+    with pytest.raises(TypeError):
+        native.result_lines([b"1"], ["0"], False)
+    with pytest.raises(TypeError):
+        native.result_lines((b"1",), [b"0"], False)
+
 
 def test_output_lines_are_json_with_instance_or_key():
     text = result_lines([b"[1]", b'{"a":2}', b"3"], [b"0", b'"x"', b"[1,2]"], False)
