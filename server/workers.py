@@ -100,17 +100,9 @@ async def _prepare(args, router, plane, limits) -> int | None:
         loop.add_signal_handler(sig, stop.set)
 
     def prepare():
-        from hyperserve.handlers import registry
-
-        from .repository.model import latest_version_dir
-
         for model in models:
             model.fetch()
-            framework = model.framework
-            if framework in ("", "auto"):
-                framework, _ = registry.detect(latest_version_dir(__import__("pathlib").Path(model.uri))[0])
-            isolated = model.handler_config.options.get("isolation") == "process"  # its children load it
-            if registry.load_class(framework).capabilities.fork_safe and not isolated:
+            if model.fork_safe():
                 model.load_artifacts()
 
     job = in_background(prepare, loop, "prepare-models")

@@ -133,6 +133,17 @@ class DeployedModel:
                              max_archive_bytes=self.handler_config.max_archive_bytes))
         self.load_seconds += time.perf_counter() - started
 
+    def fork_safe(self) -> bool:
+        """Whether the artifacts (fetched by now) may be loaded here and used by forked children:
+        the handler says so, and it is not isolated in processes of its own (those load it)."""
+        from hyperserve.handlers import registry
+
+        framework = self.framework
+        if framework in ("", "auto"):
+            framework, _ = registry.detect(latest_version_dir(Path(self.uri))[0])
+        isolated = self.handler_config.options.get("isolation") == "process"
+        return registry.load_class(framework).capabilities.fork_safe and not isolated
+
     def load_artifacts(self) -> None:
         """Fetch and load the handler (in a supervisor before forking, when the handler allows it)."""
         self.lifecycle.fire("load", "downloading and loading artifacts")

@@ -63,6 +63,28 @@ def test_jsonl_in_process_every_row_in_order_with_summary(tmp_path, sklearn_dir,
     assert "shard 3/3 written" in proc.stderr.decode()  # a log line per shard off a terminal
 
 
+def test_worker_processes_fork_from_the_one_load_of_a_fork_safe_model(tmp_path, iris, iris_rows):
+    import joblib
+
+    from tests.helpers.sklearn_models import ProcessNotingClassifier
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    joblib.dump(ProcessNotingClassifier(max_iter=1000).fit(*iris), model_dir / "model.joblib")
+    log = tmp_path / "processes.log"
+    out = tmp_path / "out"
+    proc = batch(model_dir, "--input", write_jsonl(tmp_path / "in.jsonl", iris_rows), "--format", "jsonl",
+                 "--output", out, "--rows-per-shard", 100, "--workers", 2,
+                 env={"HYPERSERVE_TEST_PROCESS_LOG": str(log)})
+    events = [line.split() for line in log.read_text().splitlines()]
+    loads = [pid for event, pid in events if event == "load"]
+    predicting = {pid for event, pid in events if event == "predict"}
+    assert len(loads) == 1  # the job's own process, before the fork: not once per worker
+    assert predicting and loads[0] not in predicting  # the forked workers predicted
+    assert [line["instance"] for line in results(out)] == iris_rows.tolist()
+    assert summary_of(proc)["predictions"] == len(iris_rows) and summary_of(proc)["shards"] == 30
+
+
 def test_bad_rows_fail_alone_with_counts_and_the_error_ratio_decides_the_exit(tmp_path, sklearn_dir):
     source = tmp_path / "in.jsonl"
     # Two values on one line would be two instances: the line fails, its neighbours do not.

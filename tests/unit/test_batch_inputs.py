@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hyperserve.server.batch import records
+from hyperserve.server.batch.engines import SHARDS_PER_CALL, calls
 from hyperserve.server.batch.errors import JobFailed
+from hyperserve.server.batch.job import Shard
 from hyperserve.server.batch.instances import (InstanceConfig, converter, error_line, read_header, request_body,
                                                result_lines, result_lines_py)
 from hyperserve.server.batch.records import (CSV, FILE_LIST, JSONL, TF_RECORD, TF_RECORD_GZIP, Batch, index,
@@ -206,6 +208,34 @@ def test_every_shard_reads_exactly_its_own_records_in_order(tmp_path_factory, li
     assert got == expected
     file_lines = path.read_bytes().split(b"\n")
     assert [file_lines[n - 1].strip() for n in numbers] == expected  # line numbers name the right lines
+
+
+_LINE_BYTES = st.binary(max_size=24) | st.lists(st.sampled_from(b" \t\n\r\x0b\x0cab[]1"), max_size=24).map(bytes)
+
+
+@pytest.mark.skipif(native is None, reason="needs the compiled extension (pip install -e .)")
+@settings(max_examples=500, deadline=None)
+@given(tail=_LINE_BYTES.map(lambda b: b.replace(b"\n", b"")), block=_LINE_BYTES)  # a tail ends no line
+def test_the_native_line_splitter_agrees_with_its_python_twin(tail, block):
+    lines, rest = native.split_lines(tail, block)
+    assert (lines, rest) == records.split_lines_py(tail, block)
+    assert all(type(line) is bytes for line in lines) and type(rest) is bytes
+
+
+def test_split_lines_strips_each_line_and_keeps_what_no_newline_ends():
+    assert records.split_lines(b" [1", b"] \r\n\n\t[2]\n[3") == ([b"[1]", b"", b"[2]"], b"[3")
+    assert records.split_lines(b"[1", b", 2") == ([], b"[1, 2")
+
+
+@given(count=st.integers(1, 400), workers=st.integers(1, 16))
+def test_worker_calls_take_every_shard_once_in_order_in_runs_that_shrink(count, workers):
+    shards = [Shard(i, count, "in", "in", 0, -1, 0, 1) for i in range(count)]
+    runs = calls(shards, workers)
+    assert [shard for run in runs for shard in run] == shards
+    sizes = [len(run) for run in runs]
+    assert all(1 <= size <= SHARDS_PER_CALL for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)  # the last calls are the shortest: no long tail on one worker
+    assert sizes[-min(len(sizes), 2 * workers):] == [1] * min(len(sizes), 2 * workers)
 
 
 def test_file_list_sends_each_files_bytes_and_names_it_by_uri(tmp_path):
