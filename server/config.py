@@ -81,7 +81,8 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--max-archive-bytes", _env("MAX_ARCHIVE_BYTES"), 32 * 1024**3, int,
            "most bytes a model archive (.mar, .tar.gz) may unpack to; one that unpacks to more, or to over "
            "200 times its own size past the first 64 MiB (a decompression bomb), is refused"),
-    Option("--intra-op-threads", _env("INTRA_OP_THREADS"), 0, int, "framework intra-op threads (0: its default)"),
+    Option("--intra-op-threads", _env("INTRA_OP_THREADS"), 0, int,
+           "framework intra-op threads (0: its default; with several workers, the cores shared among them)"),
     Option("--inter-op-threads", _env("INTER_OP_THREADS"), 0, int, "framework inter-op threads (0: its default)"),
     Option("--model-threads", _env("MODEL_THREADS"), 0, int,
            "framework calls in flight at once (0: 2 for frameworks that release the GIL, else 1)"),

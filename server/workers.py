@@ -136,12 +136,18 @@ def _worker_main(args, built, slots: WorkerSlots, index: int) -> int:
     return run_loop(serve(args, built, reuse_port=True, slots=slots, index=index))
 
 
+def share_cores(args: argparse.Namespace, workers: int) -> None:
+    """Unless --intra-op-threads says otherwise, the workers' framework threads share the cores:
+    a pool as large as the machine in every worker would only contend."""
+    if args.intra_op_threads == 0:
+        args.intra_op_threads = max(1, len(os.sched_getaffinity(0)) // workers)
+
+
 def supervise(args: argparse.Namespace, workers: int) -> int:
     from .serve import build_or_report, grpc_port
 
     args.workers_resolved = workers
-    if args.intra_op_threads == 0:  # share the cores between the workers' framework threads
-        args.intra_op_threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    share_cores(args, workers)
     made_directory = False
     if args.metrics:  # the workers' shared metrics files
         args.metrics_directory, made_directory = shared_directory(args.metrics_dir)

@@ -218,9 +218,12 @@ def in_processes(args, spec: JobSpec, files: list[InputFile], shards: list[Shard
     process; any other is loaded by each spawned worker."""
     import multiprocessing
 
+    from ..workers import share_cores
+
     wrap, progress, results, todo = start_parallel(args, spec, files, shards, out)
     try:
         if todo:
+            share_cores(args, workers)
             preloaded = preload(args)
             # Forked, this process has no threads yet (the model's start in each worker); spawned,
             # no threads of this process cross into a worker.
