@@ -12,7 +12,9 @@
   with one uvicorn worker (as in W1) and once as the image's entrypoint starts it (its
   VERTEX_CPR_WORKERS_PER_CORE default: max(2, cores) workers). It is slow, so it scores the first
   --cpr-rows rows: rows/s is a rate either way;
-- **Ray**: ``--engine ray`` on W2's MLP (784-64-10) with 1 actor and with 2, on a local cluster.
+- **Ray**: ``--engine ray`` on W2's MLP (784-64-10) with 1 actor and with 2, on a local cluster;
+- with ``HYPERSERVE_BASELINE=<a worktree of an earlier commit>``, both in-process jobs on that code
+  too, in the same rounds (before and after a change).
 
 Rows/s exclude model loading (each engine's summary counts from its first shard; the script from
 after its load). Peak RSS is each job process's own (wait4). Writes bench/results/<date>-vm-batch.{json,md}.
@@ -113,9 +115,10 @@ def run_job(argv: list[str], env: dict | None = None) -> dict:
     return summary
 
 
-def batch_argv(*args) -> list[str]:
-    return [sys.executable, "-m", "hyperserve.server", "batch", *map(str, args), "--no-progress",
-            "--log-level", "warning"]
+def batch_argv(*args, baseline: bool = False) -> list[str]:
+    """``baseline``: the checkout $HYPERSERVE_BASELINE names (bench/peers/baseline.py), for before and after."""
+    start = [str(ROOT / "bench" / "peers" / "baseline.py")] if baseline else ["-m", "hyperserve.server"]
+    return [sys.executable, *start, "batch", *map(str, args), "--no-progress", "--log-level", "warning"]
 
 
 class Served:
@@ -168,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                                                        "--output", out("local1"), "--workers", 1)),
             "script": None,
         }
+        if os.environ.get("HYPERSERVE_BASELINE"):  # the same two jobs on the code before a change
+            for name, workers in (("in process (2 workers), baseline", 2), ("in process, 1 worker, baseline", 1)):
+                results[name] = run_job(batch_argv(iris_dir, "--input", source, "--format", "jsonl", "--output",
+                                                   out("baseline"), "--workers", workers, baseline=True))
         script = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "batch_script.py"),
                                  str(iris_dir / "model.joblib"), str(source), str(work / "out" / "script.jsonl")],
                                 capture_output=True, check=True, env=python_env())

@@ -7,10 +7,15 @@ install's compiled extension, so that one run can measure before and after a cha
 
   HYPERSERVE_BASELINE=/tmp/hyperserve-main python bench/peers/baseline.py --module hyperserve.bench.predict_inprocess
 
-Only valid while cpp_ext/ is the same in both (the extension is not rebuilt)."""
+Only valid while cpp_ext/ is the same in both, or this one only adds to it (the extension is not
+rebuilt).
+
+It runs that checkout with ``python -S`` and PYTHONPATH (this package, then the site-packages):
+without site, this install's editable finder never maps ``hyperserve`` back to this checkout, and
+processes the baseline spawns (a batch job's workers) inherit both, so they run the baseline too."""
 
 import os
-import runpy
+import site
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +23,7 @@ from pathlib import Path
 
 def main() -> None:
     checkout = Path(os.environ["HYPERSERVE_BASELINE"]).resolve()
-    import hyperserve._native as native  # this install's build, loaded before the finder is dropped
+    import hyperserve._native as native  # this install's build
 
     package = Path(tempfile.mkdtemp(prefix="hyperserve-baseline-")) / "hyperserve"
     package.mkdir()
@@ -26,16 +31,11 @@ def main() -> None:
     for name in ("server", "handlers", "bench"):
         (package / name).symlink_to(checkout / name)
     (package / Path(native.__file__).name).symlink_to(native.__file__)
-    # The editable install's finder would map hyperserve.* back to this checkout: drop it.
-    sys.meta_path = [f for f in sys.meta_path if "Redirecting" not in type(f).__name__]
-    for name in [m for m in sys.modules if m == "hyperserve" or m.startswith("hyperserve.")]:
-        del sys.modules[name]
-    sys.path.insert(0, str(package.parent))
     module, args = "hyperserve.server", sys.argv[1:]
     if args[:1] == ["--module"]:  # another entry point of that checkout, e.g. hyperserve.bench.predict_inprocess
         module, args = args[1], args[2:]
-    sys.argv = [module, *args]
-    runpy.run_module(module, run_name="__main__")
+    path = os.pathsep.join([str(package.parent), *site.getsitepackages()])
+    os.execve(sys.executable, [sys.executable, "-S", "-m", module, *args], {**os.environ, "PYTHONPATH": path})
 
 
 if __name__ == "__main__":

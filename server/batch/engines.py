@@ -182,9 +182,10 @@ SHARDS_PER_CALL = 8
 
 def calls(shards: list[Shard], workers: int) -> list[list[Shard]]:
     """The shards in runs of consecutive ones, one run a call to a worker: a worker overlaps a
-    run's shards (the next one's requests go on while the last is answered and committed; one
-    shard a call left a 10,000-row iris shard about 1 ms of waiting). Runs shrink towards the end,
-    guided self-scheduling, so that no worker is left with a long run while the others idle."""
+    run's shards (the next one's requests go on while the last is answered and committed), where a
+    shard a call paid its start and end each time (one worker ran 10,000-row iris shards at 0.88
+    times the rows/s of 100,000-row ones). Runs shrink towards the end, guided self-scheduling, so
+    that no worker is left with a long run while the others idle."""
     runs, i = [], 0
     while i < len(shards):
         size = max(1, min(SHARDS_PER_CALL, (len(shards) - i) // (2 * workers)))
@@ -240,6 +241,8 @@ def in_processes(args, spec: JobSpec, files: list[InputFile], shards: list[Shard
                     for future in running:
                         future.cancel()
                     raise
+            if preloaded:
+                preloaded[0].close()
     finally:
         progress.close()
     return Ran([results[s.index] for s in shards], span_of(results.values()), "in-process")
