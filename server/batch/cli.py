@@ -34,8 +34,9 @@ MODEL_FLAGS = ("--workers", "--model-name", "--framework", "--predictor", "--cpr
 BATCH_DEFAULTS = {o.flag: dataclasses.replace(o, default=4096, help="most instances one framework call takes: queued "
                                               "requests are merged up to it (1: one request a call)")
                   for o in SERVE_OPTIONS if o.flag == "--max-batch-size"}
-BATCH_DEFAULTS.update({o.flag: dataclasses.replace(o, help="processes running shards in process, each loading the "
-                                                   "model once (0: one per GPU when one is usable, else one per core)")
+BATCH_DEFAULTS.update({o.flag: dataclasses.replace(o, help="processes running shards in process: forked from one load "
+                                                   "of a fork-safe model (scikit-learn), else each loading it once "
+                                                   "(0: one per GPU when one is usable, else one per core)")
                        for o in SERVE_OPTIONS if o.flag == "--workers"})
 
 DESCRIPTION = """\
