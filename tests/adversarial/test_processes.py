@@ -16,9 +16,15 @@ from tests.conftest import CONTROLLED, ServerProcess, free_port
 from tests.e2e.test_workers import worker_pids
 
 
+RACE_S = 0.1  # well short of the app's 0.3 s a request: a request sent earlier is inside it
+
+
 def test_sigterm_under_load_answers_everything_inside_the_app_and_exits_0(controlled_dir):
     """Requests the app already holds are answered 200; what comes after SIGTERM is refused (503, or
-    the connection is closed before it is read); the exit status is 0."""
+    the connection is closed before it is read); the exit status is 0. A request whose clock was
+    read just before the signal may reach the server after it (its thread can wait for the GIL
+    between the clock and the write, and the worker handle the signal before reading a keep-alive
+    connection's bytes): only those sent RACE_S before it must be answered."""
     server = ServerProcess([str(controlled_dir()), "--framework", CONTROLLED, "--grpc-port", "0",
                             "--grace-period", "10"]).wait_ready()
     sent_before: list[tuple[float, int]] = []  # (when sent, status) for each answered request
@@ -35,7 +41,7 @@ def test_sigterm_under_load_answers_everything_inside_the_app_and_exits_0(contro
                         r = c.post(server.url + "/predict", json={"instances": [[1, 2]], "parameters": {"sleep": 0.3}})
                         sent_before.append((sent, r.status_code))
             except httpx.TransportError as err:
-                if not term_at or sent < term_at[0]:
+                if not term_at or sent < term_at[0] - RACE_S:
                     lost_before.append(f"{type(err).__name__}: {err}")
                 return
 
@@ -49,7 +55,7 @@ def test_sigterm_under_load_answers_everything_inside_the_app_and_exits_0(contro
     stop.set()
     for t in threads:
         t.join(20)
-    inside = [status for sent, status in sent_before if sent < term_at[0]]
+    inside = [status for sent, status in sent_before if sent < term_at[0] - RACE_S]
     assert len(inside) >= 16 and set(inside) == {200}, inside
     assert not lost_before, lost_before[:3]
     assert all(status in (200, 503) for sent, status in sent_before), sent_before
