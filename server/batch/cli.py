@@ -140,7 +140,8 @@ def add_parser(sub) -> None:
                        help="a header on every --endpoint request (e.g. Authorization); repeatable")
     where.add_argument("--max-retries", type=int, default=8,
                        help="--endpoint: retries of a request after a connection error, 429 or 5xx, with "
-                            "exponential backoff from 0.5 s (default: 8)")
+                            "exponential backoff from 0.5 s to 30 s, or as long as the answer's Retry-After asks "
+                            "(at most 30 s) (default: 8)")
     where.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local (default) or ray: the shards as Ray Data tasks on an actor pool")
     where.add_argument("--ray-address", metavar="ADDRESS",

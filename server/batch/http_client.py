@@ -1,4 +1,4 @@
-"""A small keep-alive HTTP/1.1 client for ``--endpoint``: POST a body, get (status, body).
+"""A small keep-alive HTTP/1.1 client for ``--endpoint``: POST a body, get (status, body, Retry-After).
 
 Why not aiohttp: its Python cost per request was the job's bottleneck; with this client the same
 job ran at 1.32 times the rows/s (bench/results/2026-12-02-vm-batch-endpoint-client.md).
@@ -16,13 +16,16 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Callable, Union
 from urllib.parse import urlsplit
 
 import httptools
 
 
-Outcome = Union[tuple[int, bytes], Exception]  # (status, body), or why there is none
+# (status, body, seconds a Retry-After header asks for or None), or why there is none
+Outcome = Union[tuple[int, bytes, Union[float, None]], Exception]
 Reply = Callable[[Outcome], None]
 
 
@@ -36,6 +39,7 @@ class _Connection(asyncio.Protocol):
         self.lost = False
         self.framed = False  # Content-Length or chunked: else the body ends with the connection
         self.headers_done = False
+        self.retry_after: bytes | None = None  # the response's Retry-After header
         self.sent_at = 0.0  # time.monotonic() of the request in flight
 
     # asyncio.Protocol
@@ -57,8 +61,11 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
+        name = name.lower()
+        if name in (b"content-length", b"transfer-encoding"):
             self.framed = True
+        elif name == b"retry-after":
+            self.retry_after = value
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -71,8 +78,9 @@ class _Connection(asyncio.Protocol):
         self.framed = self.headers_done = False
         reply, self.reply = self.reply, None
         data, self.chunks = b"".join(self.chunks), []
+        retry_after, self.retry_after = self.retry_after, None
         if reply is not None:
-            reply((self.parser.get_status_code(), data))
+            reply((self.parser.get_status_code(), data, None if retry_after is None else seconds_after(retry_after)))
 
     def fail(self, err: Exception) -> None:
         self.reusable = False
@@ -81,7 +89,8 @@ class _Connection(asyncio.Protocol):
             reply(err)
 
     def exchange(self, request: bytes, reply: Reply) -> None:
-        """Send ``request``; ``reply`` gets (status, body), or the connection's failure, once."""
+        """Send ``request``; ``reply`` gets (status, body, Retry-After seconds), or the connection's
+        failure, once."""
         self.reply = reply
         self.reusable = False
         if self.lost:
@@ -119,7 +128,7 @@ class HttpClient:
         self._closed = False
 
     def send(self, body: bytes, reply: Reply) -> None:
-        """POST ``body``; ``reply`` gets (status, body), or the failure (ConnectionError,
+        """POST ``body``; ``reply`` gets (status, body, Retry-After seconds or None), or the failure (ConnectionError,
         TimeoutError, OSError), once, on the loop. Sent now on an idle connection, else when one
         is free."""
         if self._closed:
@@ -130,7 +139,7 @@ class HttpClient:
             self._queued.append((body, reply))
             self._open_for_queue()
 
-    async def post(self, body: bytes) -> tuple[int, bytes]:
+    async def post(self, body: bytes) -> tuple[int, bytes, float | None]:
         answer = asyncio.get_running_loop().create_future()
         self.send(body, lambda outcome: settle(answer, outcome))
         return await answer
@@ -212,6 +221,21 @@ class HttpClient:
         while self._queued:
             _, reply = self._queued.popleft()
             reply(ConnectionError("the client is closed"))
+
+
+def seconds_after(value: bytes) -> float | None:
+    """A Retry-After value (delay-seconds or an HTTP-date, RFC 9110 10.2.3) → seconds from now;
+    None when it is neither."""
+    text = value.decode("latin-1").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def settle(future: asyncio.Future, outcome) -> None:

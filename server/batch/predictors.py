@@ -34,10 +34,11 @@ log = logging.getLogger("hyperserve.batch")
 class RequestFailed(Exception):
     """The whole request failed: its rows are retried one by one, and those that fail again carry this."""
 
-    def __init__(self, code: int, message: str):
+    def __init__(self, code: int, message: str, retry_after_s: float | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s  # how long the server asked to wait before the next attempt
 
 
 def _count_check(predictions: list, count: int) -> list:
@@ -198,8 +199,13 @@ class Endpoint:
     async def __aexit__(self, *exc) -> None:
         self.client.close()
 
-    def _delay(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+    def _delay(self, attempt: int, last: Exception | None) -> float:
+        """Exponential backoff with jitter; longer when the server's Retry-After asked for longer,
+        up to ``max_backoff_s`` (a server asking for hours would stall the job)."""
+        backoff = min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+        if isinstance(last, RequestFailed) and last.retry_after_s is not None:
+            return max(backoff, min(self.max_backoff_s, last.retry_after_s))
+        return backoff
 
     def submit(self, body: bytes, count: int) -> asyncio.Future:
         """Answered in the client's callback, with no task; only a retry goes the way of ``predict``."""
@@ -233,23 +239,23 @@ class Endpoint:
         """Attempts ``first`` to ``retries``, with backoff; ``last``: why the attempt before failed."""
         for attempt in range(first, self.retries + 1):
             if attempt:
-                await asyncio.sleep(self._delay(attempt - 1))
+                await asyncio.sleep(self._delay(attempt - 1, last))
             try:
-                status, data = await self.client.post(body)
+                status, data, retry_after_s = await self.client.post(body)
             except OSError as err:  # ConnectionError and TimeoutError among them
                 last = self._unanswered(err, attempt)
                 continue
-            result = self._result(status, data, count)
+            result = self._result(status, data, retry_after_s, count)
             if type(result) is list:
                 return result
             last = result
         raise last
 
-    def _result(self, status: int, data: bytes, count: int) -> list[bytes] | RequestFailed:
+    def _result(self, status: int, data: bytes, retry_after_s: float | None, count: int) -> list[bytes] | RequestFailed:
         """The predictions; a failure worth another attempt; or RequestFailed raised."""
         if status == 200:
             return self._predictions(data, count)
-        failed = RequestFailed(status, _error_message(data, status))
+        failed = RequestFailed(status, _error_message(data, status), retry_after_s)
         if status not in RETRY_STATUSES:
             raise failed
         return failed

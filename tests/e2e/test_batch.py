@@ -263,15 +263,18 @@ class Flaky:
     """A predict route that answers 503 to its first calls, then sums each instance; an instance
     of [-1] makes the whole request a 400, as a model refusing one row would."""
 
-    def __init__(self, failures: int):
+    def __init__(self, failures: int, retry_after: str = "0"):
         self.failures = failures
+        self.retry_after = retry_after
         self.calls = 0
+        self.times: list[float] = []
         self.sizes: list[int] = []
 
     def __call__(self, request: Request):
         self.calls += 1
+        self.times.append(time.monotonic())
         if self.calls <= self.failures:
-            return Response.error(503, "warming up", {"retry-after": "0"})
+            return Response.error(503, "warming up", {"retry-after": self.retry_after})
         instances = orjson.loads(request.body)["instances"]
         assert "parameters" not in orjson.loads(request.body)
         self.sizes.append(len(instances))
@@ -296,6 +299,31 @@ def test_endpoint_retries_503_then_isolates_rows_a_400_refuses(tmp_path):
     # 3 refused calls, 3 batches, then the failed batch's rows one by one.
     assert flaky.calls == 3 + 3 + 4 and flaky.sizes[:3] == [4, 4, 4] and flaky.sizes[3:] == [1, 1, 1, 1]
     assert summary_of(proc)["errors"] == 1
+
+
+def test_endpoint_waits_as_long_as_a_503s_retry_after_asks(tmp_path):
+    """The first retry's backoff alone is 0.25-0.5 s; the server asked for 2."""
+    flaky = Flaky(failures=1, retry_after="2")
+    server = ServerThread(flaky)
+    try:
+        source = write_jsonl(tmp_path / "in.jsonl", [[1, 2]])
+        proc = batch("--input", source, "--format", "jsonl", "--output", tmp_path / "out", "--endpoint",
+                     server.url + "/predict")
+    finally:
+        server.stop()
+    assert flaky.calls == 2 and flaky.times[1] - flaky.times[0] >= 2.0
+    assert results(tmp_path / "out") == [{"instance": [1, 2], "prediction": 3}]
+    assert summary_of(proc)["errors"] == 0
+
+
+def test_retry_after_is_honoured_up_to_the_longest_backoff():
+    from hyperserve.server.batch.predictors import Endpoint, RequestFailed
+
+    endpoint = Endpoint("http://127.0.0.1:1/predict", concurrency=1, retries=3, backoff_s=0.5, max_backoff_s=30)
+    assert 0.25 <= endpoint._delay(0, RequestFailed(503, "busy")) <= 0.5
+    assert endpoint._delay(0, RequestFailed(503, "busy", retry_after_s=10)) == 10
+    assert endpoint._delay(0, RequestFailed(429, "slow down", retry_after_s=86400)) == 30
+    assert 0.25 <= endpoint._delay(0, RequestFailed(503, "busy", retry_after_s=0)) <= 0.5
 
 
 def test_an_endpoint_that_never_answers_fails_the_job(tmp_path):

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from hyperserve.server.batch.http_client import HttpClient
+from hyperserve.server.batch.http_client import HttpClient, seconds_after
 
 
 async def serve(replies: list[bytes], seen: list[bytes], connections: list[int]):
@@ -38,7 +38,7 @@ async def serve(replies: list[bytes], seen: list[bytes], connections: list[int])
 def test_keep_alive_chunked_close_and_hang_up():
     async def main():
         replies = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-                   b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nTransfer-Encoding: chunked\r\n\r\n"
                    b"3\r\nbus\r\n1\r\ny\r\n0\r\n\r\n",
                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]  # then the peer hangs up
@@ -47,10 +47,10 @@ def test_keep_alive_chunked_close_and_hang_up():
         client = HttpClient(f"http://127.0.0.1:{port}/v1/x:predict?a=1", size=2, timeout_s=5,
                             headers={"Authorization": "Bearer t"})
         try:
-            assert await client.post(b'{"a":1}') == (200, b"ok")
-            assert await client.post(b"{}") == (503, b"busy")  # the same connection, kept alive
+            assert await client.post(b'{"a":1}') == (200, b"ok", None)
+            assert await client.post(b"{}") == (503, b"busy", 7.0)  # the same connection, kept alive
             assert len(connections) == 1
-            assert await client.post(b"{}") == (200, b"until the end")  # ended by the peer's close
+            assert await client.post(b"{}") == (200, b"until the end", None)  # ended by the peer's close
             with pytest.raises(ConnectionError, match="closed before the response ended"):
                 await client.post(b"{}")
             assert len(connections) == 2  # the closed connection was not reused
@@ -77,3 +77,15 @@ def test_a_silent_peer_times_out_and_a_bad_url_is_refused():
     asyncio.run(main())
     with pytest.raises(ValueError, match="http:// or https://"):
         HttpClient("ftp://host/x", size=1, timeout_s=1, headers={})
+
+
+def test_retry_after_as_seconds_or_as_an_http_date():
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    assert seconds_after(b"120") == 120.0
+    assert seconds_after(b" 0 ") == 0.0
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True).encode()
+    assert 25 <= seconds_after(later) <= 30
+    assert seconds_after(b"Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # passed already: at once
+    assert seconds_after(b"soon") is None and seconds_after(b"-5") is None and seconds_after(b"") is None
