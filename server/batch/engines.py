@@ -229,20 +229,22 @@ def in_processes(args, spec: JobSpec, files: list[InputFile], shards: list[Shard
             # Forked, this process has no threads yet (the model's start in each worker); spawned,
             # no threads of this process cross into a worker.
             context = multiprocessing.get_context("fork" if preloaded else "spawn")
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_start_worker,
-                                     initargs=(args, spec, wrap, os.getpid(), preloaded)) as pool:
-                running = [pool.submit(_run_in_worker, run) for run in calls(todo, workers)]
-                try:
-                    for finished in as_completed(running):
-                        for result in finished.result():
-                            results[result.index] = result
-                            progress.shard_done(result)
-                except BaseException:
-                    for future in running:
-                        future.cancel()
-                    raise
-            if preloaded:
-                preloaded[0].close()
+            try:
+                with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_start_worker,
+                                         initargs=(args, spec, wrap, os.getpid(), preloaded)) as pool:
+                    running = [pool.submit(_run_in_worker, run) for run in calls(todo, workers)]
+                    try:
+                        for finished in as_completed(running):
+                            for result in finished.result():
+                                results[result.index] = result
+                                progress.shard_done(result)
+                    except BaseException:
+                        for future in running:
+                            future.cancel()
+                        raise
+            finally:
+                if preloaded:  # closed whether or not the workers finished
+                    preloaded[0].close()
     finally:
         progress.close()
     return Ran([results[s.index] for s in shards], span_of(results.values()), "in-process")

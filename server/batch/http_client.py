@@ -128,9 +128,9 @@ class HttpClient:
         self._closed = False
 
     def send(self, body: bytes, reply: Reply) -> None:
-        """POST ``body``; ``reply`` gets (status, body, Retry-After seconds or None), or the failure (ConnectionError,
-        TimeoutError, OSError), once, on the loop. Sent now on an idle connection, else when one
-        is free."""
+        """POST ``body``; ``reply`` gets (status, body, Retry-After seconds or None), or the
+        failure (ConnectionError, TimeoutError, OSError), once, on the loop. Sent now on an idle
+        connection, else when one is free."""
         if self._closed:
             reply(ConnectionError("the client is closed"))
         elif self._idle and not self._queued:
