@@ -6,15 +6,16 @@
 - **script**: the straightforward script doing the same work (bench/peers/batch_script.py: orjson
   per line, numpy, ``model.predict`` on batches of 64, orjson out);
 - **endpoint → hyperserve**: ``hyperserve batch --endpoint`` POSTing batches of 64 to ``hyperserve
-  serve`` (one worker) on the same machine;
+  serve`` (one worker, calls of up to 4096 rows, no hold) on the same machine; and to ``hyperserve
+  serve MODEL`` as a user or a container starts it, with its defaults (a worker per core);
 - **endpoint → CPR**: the same client POSTing batches of 64 to Google's CPR model server with its
   SklearnPredictor (the way Vertex runs a job on the CPR image; bench/peers/install.sh cpr), once
   with one uvicorn worker (as in W1) and once as the image's entrypoint starts it (its
   VERTEX_CPR_WORKERS_PER_CORE default: max(2, cores) workers). It is slow, so it scores the first
   --cpr-rows rows: rows/s is a rate either way;
 - **Ray**: ``--engine ray`` on W2's MLP (784-64-10) with 1 actor and with 2, on a local cluster;
-- with ``HYPERSERVE_BASELINE=<a worktree of an earlier commit>``, both in-process jobs on that code
-  too, in the same rounds (before and after a change).
+- with ``HYPERSERVE_BASELINE=<a worktree of an earlier commit>``, both in-process jobs and the
+  server with its defaults on that code too, in the same rounds (before and after a change).
 
 Rows/s exclude model loading (each engine's summary counts from its first shard; the script from
 after its load). Peak RSS is each job process's own (wait4). Writes bench/results/<date>-vm-batch.{json,md}.
@@ -39,6 +40,10 @@ from .peers.servers import ROOT, VENVS, _cpr, free_port, python_env
 
 RESULTS = ROOT / "bench" / "results"
 CPR_IMAGE_DEFAULT = "endpoint → CPR, as its image starts it (2 workers here)"
+# The endpoint server tuned for a job on the same 2 cores: one worker (the client needs the other
+# core), calls merged up to 4096 rows, and no adaptive hold for partners (a job's client sends its
+# next requests only after it has written the answers, longer than the hold).
+ENDPOINT_TUNED = ("--workers", "1", "--max-batch-size", "4096", "--max-queue-delay-us", "1")
 
 
 def iris_jsonl(path: Path, rows: int) -> Path:
@@ -115,10 +120,14 @@ def run_job(argv: list[str], env: dict | None = None) -> dict:
     return summary
 
 
-def batch_argv(*args, baseline: bool = False) -> list[str]:
+def hyperserve_argv(*args, baseline: bool = False) -> list[str]:
     """``baseline``: the checkout $HYPERSERVE_BASELINE names (bench/peers/baseline.py), for before and after."""
     start = [str(ROOT / "bench" / "peers" / "baseline.py")] if baseline else ["-m", "hyperserve.server"]
-    return [sys.executable, *start, "batch", *map(str, args), "--no-progress", "--log-level", "warning"]
+    return [sys.executable, *start, *map(str, args)]
+
+
+def batch_argv(*args, baseline: bool = False) -> list[str]:
+    return hyperserve_argv("batch", *args, "--no-progress", "--log-level", "warning", baseline=baseline)
 
 
 class Served:
@@ -180,19 +189,21 @@ def main(argv: list[str] | None = None) -> int:
                                 capture_output=True, check=True, env=python_env())
         results["script"] = json.loads(script.stdout)
         if "endpoint" not in skip:
-            port = free_port()
-            # Calls merged up to 4096 rows, and no adaptive hold for partners (a job's client sends
-            # its next requests only after it has written the answers, longer than the hold).
-            served = Served([sys.executable, "-m", "hyperserve.server", "serve", str(iris_dir), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1", "--grpc-port", "0", "--max-batch-size", "4096",
-                             "--max-queue-delay-us", "1", "--log-level", "warning"], {},
-                            f"http://127.0.0.1:{port}/health")
-            try:
-                results["endpoint → hyperserve"] = run_job(batch_argv(
-                    "--input", source, "--format", "jsonl", "--output", out("endpoint"),
-                    "--endpoint", f"http://127.0.0.1:{port}/predict"))
-            finally:
-                served.stop()
+            servers = [("endpoint → hyperserve", ENDPOINT_TUNED, False),
+                       ("endpoint → hyperserve as it starts (defaults)", (), False)]
+            if os.environ.get("HYPERSERVE_BASELINE"):
+                servers.append(("endpoint → hyperserve as it starts (defaults), baseline", (), True))
+            for name, flags, baseline in servers:
+                port = free_port()
+                served = Served(hyperserve_argv("serve", iris_dir, "--host", "127.0.0.1", "--port", port,
+                                                "--grpc-port", 0, *flags, "--log-level", "warning", baseline=baseline),
+                                {}, f"http://127.0.0.1:{port}/health")
+                try:
+                    results[name] = run_job(batch_argv(
+                        "--input", source, "--format", "jsonl", "--output", out("endpoint"),
+                        "--endpoint", f"http://127.0.0.1:{port}/predict"))
+                finally:
+                    served.stop()
         if "cpr" not in skip:
             for name, image_default in (("endpoint → CPR (batches of 64)", False),
                                         (CPR_IMAGE_DEFAULT, True)):
@@ -289,7 +300,7 @@ def markdown(doc: dict) -> str:
                   f"RSS of {meta['small_job_rows']:,} rows against {meta['rows']:,}: "
                   f"{meta['small_job_peak_rss_mb']:.0f} against {median(r['peak_rss_mb'] for r in iris[first]):.0f} "
                   f"MB with 2 workers, {one['small']:.0f} against {one['full']:.0f} MB with 1. The endpoint server: "
-                  "`hyperserve serve --workers 1 --max-batch-size 4096 --max-queue-delay-us 1`."]
+                  f"`hyperserve serve {' '.join(ENDPOINT_TUNED)}`; as it starts: `hyperserve serve MODEL`."]
     if ray:
         one, two = median(r["rows_per_s"] for r in ray["1"]), median(r["rows_per_s"] for r in ray["2"])
         ratio = median(b["rows_per_s"] / a["rows_per_s"] for a, b in zip(ray["1"], ray["2"]))

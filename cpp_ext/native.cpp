@@ -364,6 +364,41 @@ nb::tuple split_lines(nb::bytes tail, nb::bytes block) {
   return nb::make_tuple(lines, nb::bytes(at, end - at));
 }
 
+// Where records k * every begin in a file of lines, one block at a time. A record is a line that
+// holds more than whitespace. ``state``: (the block's byte offset in the file, records so far, lines
+// so far, where the line under way began, whether it is a record). Returns (each start found, as
+// (byte, lines before it); the state after the block).
+nb::tuple index_lines(nb::bytes block, int64_t every, nb::tuple state) {
+  if (every < 1) throw nb::value_error("index_lines: every must be at least 1");
+  if (state.size() != 5) throw nb::value_error("index_lines: state is (offset, records, lines, line_start, counted)");
+  const int64_t offset = nb::cast<int64_t>(state[0]);
+  int64_t count = nb::cast<int64_t>(state[1]), lines = nb::cast<int64_t>(state[2]);
+  int64_t line_start = nb::cast<int64_t>(state[3]);
+  bool counted = nb::cast<bool>(state[4]);
+  const char* const base = block.c_str();
+  const size_t size = block.size();
+  nb::list starts;
+  size_t at = 0;
+  while (at < size) {
+    if (!counted) {  // the line's first byte that is not whitespace makes it a record
+      while (at < size && base[at] != '\n' && is_space(base[at])) ++at;
+      if (at == size) break;
+      if (base[at] != '\n') {
+        if (count % every == 0) starts.append(nb::make_tuple(line_start, lines));
+        ++count;
+        counted = true;
+      }
+    }
+    const char* newline = static_cast<const char*>(std::memchr(base + at, '\n', size - at));
+    if (newline == nullptr) break;
+    at = static_cast<size_t>(newline - base) + 1;
+    ++lines;
+    line_start = offset + static_cast<int64_t>(at);
+    counted = false;
+  }
+  return nb::make_tuple(starts, nb::make_tuple(offset + static_cast<int64_t>(size), count, lines, line_start, counted));
+}
+
 // A new bytes object of ``size`` bytes, for the transport to fill chunk by chunk with write_into
 // while no one else holds it: a large body is then held once, not as chunks plus their join.
 nb::object bytes_of_size(size_t size) {
@@ -407,6 +442,9 @@ NB_MODULE(_native, m) {
         "A batch job's output lines for two lists of bytes: {\"instance\" (or \"key\"): name, \"prediction\": p}\\n each.");
   m.def("split_lines", &split_lines, nb::arg("tail"), nb::arg("block"),
         "(tail + block split at newlines, each line stripped as bytes.strip() does, what follows the last newline).");
+  m.def("index_lines", &index_lines, nb::arg("block"), nb::arg("every"), nb::arg("state"),
+        "Where records (lines holding more than whitespace) k * every begin in this block of a file, "
+        "after state (offset, records, lines, line_start, counted): (starts as (byte, lines before), the state after).");
   m.def("bytes_of_size", &bytes_of_size, nb::arg("size"), "A new bytes object of size bytes, to fill with write_into.");
   m.def("write_into", &write_into, nb::arg("target"), nb::arg("offset"), nb::arg("chunk"),
         "Copy chunk into target (a bytes object from bytes_of_size that nothing else holds) at offset.");

@@ -64,6 +64,9 @@ class Capabilities:
     # A loaded model may be forked into worker processes and shared copy-on-write; frameworks with
     # thread pools (ONNX Runtime, OpenMP, torch) load in each worker.
     fork_safe: bool = False
+    # Instances one framework call may take when --max-batch-size leaves it to the handler. 64 bounds
+    # a GPU model's memory; a framework whose call costs mostly a fixed overhead takes far more.
+    default_max_batch_size: int = 64
 
 
 class Handler(abc.ABC):

@@ -33,6 +33,7 @@ from hyperserve.server.errors import ServingError
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
 from .base import Capabilities, Handler, HandlerConfig, Inputs
+from .sklearn import SklearnHandler
 
 log = logging.getLogger("hyperserve.handlers.mlflow")
 
@@ -187,7 +188,7 @@ class MlflowHandler(Handler):
             method = config.method if config.method != "predict" else \
                 flavors.get("python_function", {}).get("predict_fn", "predict")
             self._method = getattr(self.model, method)
-            self.capabilities = Capabilities(releases_gil=False, runs_inline=True, fork_safe=True)
+            self.capabilities = SklearnHandler.capabilities
         else:
             from . import registry
 

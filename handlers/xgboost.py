@@ -9,11 +9,14 @@ import numpy as np
 
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
-from .base import Handler, HandlerConfig
+from .base import Capabilities, Handler, HandlerConfig
 
 
 class XGBoostHandler(Handler):
     name = "xgboost"
+    # A call's fixed cost dominates small batches (iris, 20 trees, 2 cores: 64 rows 232 us, 4,096
+    # rows 887 us), so calls merge up to 4,096 rows.
+    capabilities = Capabilities(default_max_batch_size=4096)
     artifact_names = ("model.bst", "model.json", "model.ubj")
     artifact_suffixes = ()
 

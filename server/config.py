@@ -89,8 +89,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--isolation", _env("ISOLATION"), "thread", str,
            "thread: the handler runs on the server's threads; process: in --model-threads child processes "
            "(pure-Python handlers: parallel, and a crash fails only its call)"),
-    Option("--max-batch-size", _env("MAX_BATCH_SIZE"), 64, int,
-           "most instances queued requests may put into one framework call (1: no batching)"),
+    Option("--max-batch-size", _env("MAX_BATCH_SIZE"), 0, int,
+           "most instances queued requests may put into one framework call (0: the handler's, 4096 for "
+           "scikit-learn and XGBoost, whose calls cost mostly a fixed overhead, else 64; 1: no batching)"),
     Option("--preferred-batch-sizes", _env("PREFERRED_BATCH_SIZES"), "", str,
            "comma-separated batch sizes to cut batches to when the queue can fill one (e.g. 8,16,32)"),
     Option("--max-queue-delay-us", _env("MAX_QUEUE_DELAY_US"), 0, int,

@@ -73,19 +73,52 @@ def index(path: str, fmt: str, every: int) -> tuple[int, list[tuple[int, int]]]:
 
 
 def _index_lines(f: IO[bytes], every: int, header: bool) -> tuple[int, list[tuple[int, int]]]:
-    offset = count = lines = 0
-    starts: list[tuple[int, int]] = []
+    offset = lines = 0
     if header:
         offset = len(f.readline())
         lines = 1
-    for line in f:
-        if not line.isspace():
+    state: LineState = (offset, 0, lines, offset, False)
+    starts: list[tuple[int, int]] = []
+    while block := f.read(READ_BYTES):
+        found, state = index_lines(block, every, state)
+        starts.extend(found)
+    return state[1], starts
+
+
+# Indexing a file of lines, a block at a time: (the block's byte offset in the file, records so
+# far, lines so far, where the line under way began, whether that line is a record yet).
+LineState = tuple[int, int, int, int, bool]
+
+
+def index_lines(block: bytes, every: int, state: LineState) -> tuple[list[tuple[int, int]], LineState]:
+    """Where records k * every begin in ``block`` (a record: a line holding more than whitespace),
+    as (byte, lines before it), and the state after it: natively when the extension is built (a
+    Python pass over every line took 0.1 s a million lines before a job's first shard)."""
+    if native is not None:
+        return native.index_lines(block, every, state)
+    return index_lines_py(block, every, state)
+
+
+def index_lines_py(block: bytes, every: int, state: LineState) -> tuple[list[tuple[int, int]], LineState]:
+    """The Python twin."""
+    at, count, lines, line_start, counted = state
+    starts = []
+    *ended, rest = block.split(b"\n")  # the lines a newline ends here, and the one under way
+    for piece in ended:
+        if not counted and piece and not piece.isspace():
             if count % every == 0:
-                starts.append((offset, lines))
+                starts.append((line_start, lines))
             count += 1
-        offset += len(line)
+        at += len(piece) + 1
         lines += 1
-    return count, starts
+        line_start = at
+        counted = False
+    if not counted and rest and not rest.isspace():
+        if count % every == 0:
+            starts.append((line_start, lines))
+        count += 1
+        counted = True
+    return starts, (at + len(rest), count, lines, line_start, counted)
 
 
 def _index_tfrecords(f: IO[bytes], path: str, every: int) -> tuple[int, list[tuple[int, int]]]:

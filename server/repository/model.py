@@ -92,7 +92,7 @@ def warm_up(handler: Handler, signature: Signature, count: int, body_file: str, 
 
 class DeployedModel:
     def __init__(self, name: str, uri: str, *, framework: str, handler_config: HandlerConfig,
-                 cache_dir: Path, threads: int, max_queue: int, max_batch_size: int = 64,
+                 cache_dir: Path, threads: int, max_queue: int, max_batch_size: int = 0,
                  max_queue_delay: float = 0.0, version: str = "1", warmup_requests: int = 0,
                  warmup_file: str = "", preferred_batch_sizes: tuple[int, ...] = (), metrics: bool = True,
                  cache_max_bytes: int = 0, traced: bool = False, adaptive_hold: bool = True):
@@ -112,7 +112,7 @@ class DeployedModel:
         self.cache_dir = cache_dir
         self.threads = threads
         self.max_queue = max_queue
-        self.max_batch_size = max_batch_size
+        self.max_batch_size = max_batch_size  # 0: the handler's default
         self.max_queue_delay = max_queue_delay
         self.lifecycle = Lifecycle()
         self.runner: ModelRunner | None = None
@@ -166,7 +166,7 @@ class DeployedModel:
         try:
             handler = self.handler
             threads = self.calls_at_once()
-            max_batch_size = self.max_batch_size
+            max_batch_size = self.max_batch_size or handler.capabilities.default_max_batch_size
             if self.signature.max_batch_size > 0:  # the model's own limit (e.g. a TorchServe batchSize)
                 max_batch_size = min(max_batch_size, self.signature.max_batch_size)
             max_queue_delay = self.max_queue_delay or handler.queue_delay_s() or 0.0

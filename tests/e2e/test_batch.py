@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -257,6 +258,10 @@ def test_endpoint_against_a_running_hyperserve_gives_the_in_process_output(tmp_p
                  "--endpoint", server.url + "/predict")
     assert results(tmp_path / "remote") == results(tmp_path / "local")
     assert summary_of(proc)["engine"] == "endpoint"
+    # The server's defaults merge the job's requests of 64 for scikit-learn (up to 4096 instances a
+    # call): its calls cost mostly a fixed overhead, so one call a request would waste most of it.
+    calls = httpx.get(server.url + "/v1/models/model/stats").json()["batch_sizes"]
+    assert max(map(int, calls)) > 64, calls
 
 
 class Flaky:

@@ -128,6 +128,20 @@ def test_xgboost_with_nan_strings(start_server, xgboost_dir, iris):
     np.testing.assert_allclose(r.json()["predictions"], expected, rtol=1e-5)
     r = httpx.post(server.url + "/predict", json={"instances": [[1, 2, "x", 4]]})
     assert r.status_code == 400 and "instances[0][2]" in r.json()["error"]
+    assert max_batch_size(server) == 4096  # XGBoost's default, as scikit-learn's
+
+
+def max_batch_size(server) -> int:
+    """The most instances one call takes, from the model's Triton configuration."""
+    return httpx.get(server.url + "/v2/models/model/config").json()["max_batch_size"]
+
+
+def test_max_batch_size_is_the_handlers_unless_set(start_server, sklearn_dir, onnx_model):
+    # scikit-learn's calls cost mostly a fixed overhead, so they merge up to 4096 instances; an
+    # ONNX model's batches are bounded for a GPU's memory; the flag (or its variable) wins.
+    assert max_batch_size(start_server([sklearn_dir])) == 4096
+    assert max_batch_size(start_server([onnx_model[0]])) == 64
+    assert max_batch_size(start_server([sklearn_dir], env={"HYPERSERVE_MAX_BATCH_SIZE": "16"})) == 16
 
 
 def test_kserve_and_sagemaker_profiles(start_server, sklearn_dir):

@@ -222,6 +222,32 @@ def test_the_native_line_splitter_agrees_with_its_python_twin(tail, block):
     assert all(type(line) is bytes for line in lines) and type(rest) is bytes
 
 
+@pytest.mark.skipif(native is None, reason="needs the compiled extension (pip install -e .)")
+@settings(max_examples=500, deadline=None)
+@given(data=_LINE_BYTES, cuts=st.lists(st.integers(0, 24), max_size=4), every=st.integers(1, 4),
+       header=st.integers(0, 3))
+def test_the_native_line_indexer_agrees_with_its_python_twin(data, cuts, every, header):
+    # The same bytes cut into blocks anywhere (mid-line, mid-whitespace), after a header's bytes.
+    state_native = state_py = (header, 0, min(header, 1), header, False)
+    starts_native, starts_py = [], []
+    edges = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
+    for begin, end in zip(edges, edges[1:]):
+        found, state_native = native.index_lines(data[begin:end], every, state_native)
+        starts_native += found
+        found, state_py = records.index_lines_py(data[begin:end], every, state_py)
+        starts_py += found
+    assert (starts_native, state_native) == (starts_py, state_py)
+    assert state_py[1] == sum(1 for line in data.split(b"\n") if line.strip())  # records: non-blank lines
+
+
+def test_index_lines_finds_every_nth_records_start_and_lines_before_it():
+    block = b"[1]\n \n\t[2] \n\n[3]\n[4"
+    for index_lines in (records.index_lines, records.index_lines_py):
+        # records [1], [2], [3] and [4] (unfinished) begin at bytes 0, 6, 13 and 17, on lines 0, 2, 4 and 5
+        assert index_lines(block, 2, (0, 0, 0, 0, False)) == ([(0, 0), (13, 4)], (19, 4, 5, 17, True))
+        assert index_lines(b"]\n", 2, (19, 4, 5, 17, True)) == ([], (21, 4, 6, 21, False))
+
+
 def test_split_lines_strips_each_line_and_keeps_what_no_newline_ends():
     assert records.split_lines(b" [1", b"] \r\n\n\t[2]\n[3") == ([b"[1]", b"", b"[2]"], b"[3")
     assert records.split_lines(b"[1", b", 2") == ([], b"[1, 2")
