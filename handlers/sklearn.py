@@ -10,7 +10,7 @@ import numpy as np
 from hyperserve.server.errors import InvalidInput, ServingError
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
-from .base import Capabilities, Handler, HandlerConfig
+from .base import FIXED_COST_MAX_BATCH_SIZE, Capabilities, Handler, HandlerConfig
 
 METHODS = ("predict", "predict_proba", "decision_function", "transform")
 
@@ -27,16 +27,13 @@ def load_pickled(artifact: Path) -> Any:
     return joblib.load(artifact)
 
 
-SKLEARN_MAX_BATCH_SIZE = 4096
-
-
 class SklearnHandler(Handler):
     name = "sklearn"
     # Much of scikit-learn's per-call overhead is Python, so calls run inline when short; its
     # models are plain Python objects and numpy arrays, safe to fork. That overhead (input checks,
     # ~140 us a call on iris) is most of a call: 4,096 rows cost 1.4 times 64, so calls merge more.
     capabilities = Capabilities(releases_gil=False, runs_inline=True, fork_safe=True,
-                                default_max_batch_size=SKLEARN_MAX_BATCH_SIZE)
+                                default_max_batch_size=FIXED_COST_MAX_BATCH_SIZE)
     artifact_names = ("model.joblib", "model.pkl")
     artifact_suffixes = ()
 

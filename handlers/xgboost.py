@@ -9,14 +9,14 @@ import numpy as np
 
 from hyperserve.server.types import InferRequest, InferResponse, Signature, TensorSpec
 
-from .base import Capabilities, Handler, HandlerConfig
+from .base import FIXED_COST_MAX_BATCH_SIZE, Capabilities, Handler, HandlerConfig
 
 
 class XGBoostHandler(Handler):
     name = "xgboost"
     # A call's fixed cost dominates small batches (iris, 20 trees, 2 cores: 64 rows 232 us, 4,096
-    # rows 887 us), so calls merge up to 4,096 rows.
-    capabilities = Capabilities(default_max_batch_size=4096)
+    # rows 887 us).
+    capabilities = Capabilities(default_max_batch_size=FIXED_COST_MAX_BATCH_SIZE)
     artifact_names = ("model.bst", "model.json", "model.ubj")
     artifact_suffixes = ()
 

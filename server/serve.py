@@ -65,6 +65,14 @@ def parse_sizes(value) -> tuple[int, ...]:
     return sizes
 
 
+def batch_limit(value) -> int:
+    """--max-batch-size (or a model's max_batch_size in --model-config): 0 leaves it to the handler."""
+    if type(value) is not int or value < 0:
+        raise ServingError(f"--max-batch-size must be 0 (the handler's default) or a number of instances, "
+                           f"got {value!r}")
+    return value
+
+
 def cpr_options(args: argparse.Namespace) -> dict[str, str]:
     """A CPR predictor or handler from the flags or the variables Google's CPR image sets."""
     from hyperserve.handlers.cpr import from_environment
@@ -136,7 +144,7 @@ def deployed_models(args: argparse.Namespace) -> ModelRepository:
             spec.name, spec.uri, version=spec.version, framework=framework,
             handler_config=handler_config, cache_dir=Path(args.cache_dir),
             threads=spec.option(args, "model_threads"), max_queue=spec.option(args, "max_queue"),
-            max_batch_size=spec.option(args, "max_batch_size"),
+            max_batch_size=batch_limit(spec.option(args, "max_batch_size")),
             max_queue_delay=spec.option(args, "max_queue_delay_us") / 1e6,
             warmup_requests=spec.option(args, "warmup_requests"), warmup_file=spec.option(args, "warmup_file"),
             preferred_batch_sizes=parse_sizes(spec.option(args, "preferred_batch_sizes")),

@@ -67,3 +67,12 @@ def test_unknown_framework_and_bad_handler_paths_are_clear():
         registry.load_class("no.such.module:Handler")
     with pytest.raises(ServingError, match="is not a hyperserve Handler"):
         registry.load_class("json:JSONDecoder")
+
+
+def test_max_batch_size_is_zero_for_the_handlers_or_a_number_of_instances():
+    from hyperserve.server.serve import batch_limit
+
+    assert [batch_limit(v) for v in (0, 1, 4096)] == [0, 1, 4096]
+    for bad in (-1, "64", 1.5, True):  # a flag is parsed as int; these come from --model-config's JSON
+        with pytest.raises(ServingError, match=r"--max-batch-size must be 0 \(the handler's default\)"):
+            batch_limit(bad)
