@@ -8,14 +8,17 @@
 - **endpoint → hyperserve**: ``hyperserve batch --endpoint`` POSTing batches of 64 to ``hyperserve
   serve`` (one worker, calls of up to 4096 rows, no hold) on the same machine; and to ``hyperserve
   serve MODEL`` as a user or a container starts it, with its defaults (a worker per core);
+- **wrk → hyperserve**: each of those servers with wrk, a C client, POSTing the job's first request
+  (64 rows) on as many connections as the job keeps requests in flight: the rows/s the server
+  carries when its client costs next to nothing, the bound on what a faster client could give;
 - **endpoint → CPR**: the same client POSTing batches of 64 to Google's CPR model server with its
   SklearnPredictor (the way Vertex runs a job on the CPR image; bench/peers/install.sh cpr), once
   with one uvicorn worker (as in W1) and once as the image's entrypoint starts it (its
   VERTEX_CPR_WORKERS_PER_CORE default: max(2, cores) workers). It is slow, so it scores the first
   --cpr-rows rows: rows/s is a rate either way;
 - **Ray**: ``--engine ray`` on W2's MLP (784-64-10) with 1 actor and with 2, on a local cluster;
-- with ``HYPERSERVE_BASELINE=<a worktree of an earlier commit>``, both in-process jobs and the
-  server with its defaults on that code too, in the same rounds (before and after a change).
+- with ``HYPERSERVE_BASELINE=<a worktree of an earlier commit>``, both in-process jobs and both
+  endpoint jobs (client and server) on that code too, in the same rounds (before and after a change).
 
 Rows/s exclude model loading (each engine's summary counts from its first shard; the script from
 after its load). Peak RSS is each job process's own (wait4). Writes bench/results/<date>-vm-batch.{json,md}.
@@ -35,8 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperserve.server.batch.cli import BATCH_SIZE, ENDPOINT_CONCURRENCY
+from hyperserve.server.batch.instances import request_body
+
 from .peers.run import build_w1, build_w2, cpu_model, wait_ready
 from .peers.servers import ROOT, VENVS, _cpr, free_port, python_env
+from .wrk_compare import POST_LUA, cpu_seconds, run_wrk
 
 RESULTS = ROOT / "bench" / "results"
 CPR_IMAGE_DEFAULT = "endpoint → CPR, as its image starts it (2 workers here)"
@@ -146,6 +153,20 @@ class Served:
             self.proc.kill()
 
 
+def server_alone(url: str, body: bytes, rows: int, server_pid: int, work: Path, seconds: int = 5) -> dict:
+    """The server's rows/s under wrk (one thread) POSTing ``body`` (``rows`` instances) on as many
+    connections as a job keeps requests in flight, and the CPU each side spent a row."""
+    lua = work / "job-request.lua"
+    lua.write_text(POST_LUA % body.decode())
+    wrk = run_wrk(url, lua, argparse.Namespace(duration=seconds), f"0-{os.cpu_count() - 1}", ENDPOINT_CONCURRENCY,
+                  server_pid)
+    if wrk["non_2xx"] or wrk["socket_errors"]:
+        raise SystemExit(f"wrk against {url}: {wrk['non_2xx']} answers not 2xx, socket errors {wrk['socket_errors']!r}")
+    return {"rows_per_s": wrk["requests_per_s"] * rows,
+            "client_cpu_ns_per_row": round(wrk["wrk_cpu_us_per_request"] * 1000 / rows),
+            "server_cpu_ns_per_row": round(wrk["server_cpu_us_per_request"] * 1000 / rows)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -189,19 +210,27 @@ def main(argv: list[str] | None = None) -> int:
                                 capture_output=True, check=True, env=python_env())
         results["script"] = json.loads(script.stdout)
         if "endpoint" not in skip:
+            with source.open("rb") as lines:
+                first_request = request_body([next(lines).strip() for _ in range(BATCH_SIZE)], None)
             servers = [("endpoint → hyperserve", ENDPOINT_TUNED, False),
                        ("endpoint → hyperserve as it starts (defaults)", (), False)]
             if os.environ.get("HYPERSERVE_BASELINE"):
-                servers.append(("endpoint → hyperserve as it starts (defaults), baseline", (), True))
+                servers += [("endpoint → hyperserve, baseline", ENDPOINT_TUNED, True),
+                            ("endpoint → hyperserve as it starts (defaults), baseline", (), True)]
             for name, flags, baseline in servers:
                 port = free_port()
                 served = Served(hyperserve_argv("serve", iris_dir, "--host", "127.0.0.1", "--port", port,
                                                 "--grpc-port", 0, *flags, "--log-level", "warning", baseline=baseline),
                                 {}, f"http://127.0.0.1:{port}/health")
                 try:
-                    results[name] = run_job(batch_argv(
+                    before = cpu_seconds(served.proc.pid)
+                    job = results[name] = run_job(batch_argv(
                         "--input", source, "--format", "jsonl", "--output", out("endpoint"),
                         "--endpoint", f"http://127.0.0.1:{port}/predict"))
+                    job["server_cpu_ns_per_row"] = round((cpu_seconds(served.proc.pid) - before) * 1e9 / job["instances"])
+                    if not baseline and shutil.which("wrk"):
+                        results[name.replace("endpoint", "wrk", 1)] = server_alone(
+                            f"http://127.0.0.1:{port}/predict", first_request, BATCH_SIZE, served.proc.pid, work)
                 finally:
                     served.stop()
         if "cpr" not in skip:
@@ -258,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(ray_out, ignore_errors=True)
 
     meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "rows": args.rows, "cpr_rows": args.cpr_rows, "w2_rows": args.w2_rows, "rounds": args.rounds}
+            "rows": args.rows, "cpr_rows": args.cpr_rows, "w2_rows": args.w2_rows, "rounds": args.rounds,
+            "skip": args.skip}
     if "iris" not in skip:  # a 1M-row job's memory against a job a tenth its size: the job streams
         small = iris_jsonl(work / f"iris-{args.rows // 10}.jsonl", args.rows // 10)
         small_rss = run_job(batch_argv(iris_dir, "--input", small, "--format", "jsonl", "--output", out("small")))
@@ -284,23 +314,31 @@ def markdown(doc: dict) -> str:
     meta, iris, ray = doc["meta"], doc["iris"], doc["ray_w2"]
     lines = [f"# Batch prediction, {meta['date']}", "",
              f"{meta['cpu']}, {meta['cores']} cores; medians of {meta['rounds']} interleaved rounds. "
-             f"`python -m hyperserve.bench.batch_compare --rows {meta['rows']} --rounds {meta['rounds']}`"]
+             f"`python -m hyperserve.bench.batch_compare --rows {meta['rows']} --rounds {meta['rounds']}"
+             + (f" --skip {meta['skip']}" if meta.get("skip") else "") + "`"]
     if iris:
         first = next(iter(iris))
         local = median(r["rows_per_s"] for r in iris[first])
         lines += ["", f"## {meta['rows']:,} iris rows from JSON lines (W1's LogisticRegression)", "",
-                  "| how | rows/s | in process (2 workers) ÷ this | peak RSS (MB, every process of the job) |",
-                  "|---|---:|---:|---:|"]
+                  "| how | rows/s | in process (2 workers) ÷ this | peak RSS (MB, every process of the job) "
+                  "| server's CPU a row (ns) | wrk's CPU a row (ns) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+
+        def cell(runs, key):
+            return f"{median(r[key] for r in runs):.0f}" if key in runs[0] else ""
+
         for name, runs in iris.items():
             rate = median(r["rows_per_s"] for r in runs)
-            rss = f"{median(r['peak_rss_mb'] for r in runs):.0f}" if "peak_rss_mb" in runs[0] else ""
-            lines.append(f"| {name} | {rate:,.0f} | {local / rate:.2f}× | {rss} |")
+            lines.append(f"| {name} | {rate:,.0f} | {local / rate:.2f}× | {cell(runs, 'peak_rss_mb')} "
+                         f"| {cell(runs, 'server_cpu_ns_per_row')} | {cell(runs, 'client_cpu_ns_per_row')} |")
         one = meta["one_worker_peak_rss_mb"]
         lines += ["", f"CPR scores the first {meta['cpr_rows']:,} rows (rows/s is a rate). The job streams: peak "
                   f"RSS of {meta['small_job_rows']:,} rows against {meta['rows']:,}: "
                   f"{meta['small_job_peak_rss_mb']:.0f} against {median(r['peak_rss_mb'] for r in iris[first]):.0f} "
                   f"MB with 2 workers, {one['small']:.0f} against {one['full']:.0f} MB with 1. The endpoint server: "
-                  f"`hyperserve serve {' '.join(ENDPOINT_TUNED)}`; as it starts: `hyperserve serve MODEL`."]
+                  f"`hyperserve serve {' '.join(ENDPOINT_TUNED)}`; as it starts: `hyperserve serve MODEL`. wrk: one "
+                  f"thread, {ENDPOINT_CONCURRENCY} connections, the job's first request of {BATCH_SIZE} rows, "
+                  "for 5 s on each server (what the server carries when its client costs next to nothing)."]
     if ray:
         one, two = median(r["rows_per_s"] for r in ray["1"]), median(r["rows_per_s"] for r in ray["2"])
         ratio = median(b["rows_per_s"] / a["rows_per_s"] for a, b in zip(ray["1"], ray["2"]))
