@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import shutil
@@ -158,8 +159,7 @@ def server_alone(url: str, body: bytes, rows: int, server_pid: int, work: Path, 
     connections as a job keeps requests in flight, and the CPU each side spent a row."""
     lua = work / "job-request.lua"
     lua.write_text(POST_LUA % body.decode())
-    wrk = run_wrk(url, lua, argparse.Namespace(duration=seconds), f"0-{os.cpu_count() - 1}", ENDPOINT_CONCURRENCY,
-                  server_pid)
+    wrk = run_wrk(url, lua, seconds, f"0-{os.cpu_count() - 1}", ENDPOINT_CONCURRENCY, server_pid)
     if wrk["non_2xx"] or wrk["socket_errors"]:
         raise SystemExit(f"wrk against {url}: {wrk['non_2xx']} answers not 2xx, socket errors {wrk['socket_errors']!r}")
     return {"rows_per_s": wrk["requests_per_s"] * rows,
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         results["script"] = json.loads(script.stdout)
         if "endpoint" not in skip:
             with source.open("rb") as lines:
-                first_request = request_body([next(lines).strip() for _ in range(BATCH_SIZE)], None)
+                first_rows = [line.strip() for line in itertools.islice(lines, BATCH_SIZE)]
+            first_request = request_body(first_rows, None)
             servers = [("endpoint → hyperserve", ENDPOINT_TUNED, False),
                        ("endpoint → hyperserve as it starts (defaults)", (), False)]
             if os.environ.get("HYPERSERVE_BASELINE"):
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     job["server_cpu_ns_per_row"] = round((cpu_seconds(served.proc.pid) - before) * 1e9 / job["instances"])
                     if not baseline and shutil.which("wrk"):
                         results[name.replace("endpoint", "wrk", 1)] = server_alone(
-                            f"http://127.0.0.1:{port}/predict", first_request, BATCH_SIZE, served.proc.pid, work)
+                            f"http://127.0.0.1:{port}/predict", first_request, len(first_rows), served.proc.pid, work)
                 finally:
                     served.stop()
         if "cpr" not in skip:

@@ -75,14 +75,15 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def run_wrk(url: str, lua: Path | None, args, cpus: str, connections: int, server_pid: int | None = None) -> dict:
+def run_wrk(url: str, lua: Path | None, duration: int, cpus: str, connections: int,
+            server_pid: int | None = None) -> dict:
     """wrk's numbers, and the CPU time per request that wrk and the server (with its workers) spent."""
     base = ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}"]
     script = ["-s", str(lua)] if lua else []
     subprocess.run([*base, "-d2s", *script, url], capture_output=True, check=True)  # warm-up
     server_before = cpu_seconds(server_pid) if server_pid else 0.0
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([*base, f"-d{args.duration}s", "--latency", *script, url],
+    out = subprocess.run([*base, f"-d{duration}s", "--latency", *script, url],
                          capture_output=True, text=True, check=True)
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = parse_wrk(out.stdout)
@@ -112,7 +113,7 @@ def measure(server_name: str, model_dir: Path, instances: list, work: Path, args
         lua.write_text(POST_LUA % body.decode())
         base = launch.ready_url.rsplit("/", 1)[0]
         before = _batch_histogram(base) if server_name == "hyperserve" else None
-        row = run_wrk(launch.predict_url, lua, args, client_cpus, connections, proc.pid)
+        row = run_wrk(launch.predict_url, lua, args.duration, client_cpus, connections, proc.pid)
         row["protocol"] = server.protocol
         if before is not None:
             after = _batch_histogram(base) or {}
@@ -120,7 +121,7 @@ def measure(server_name: str, model_dir: Path, instances: list, work: Path, args
         rows = {server_name: row}
         if live:
             rows[f"{server_name} GET /live (transport only)"] = run_wrk(
-                f"http://127.0.0.1:{port}/live", None, args, client_cpus, connections, proc.pid)
+                f"http://127.0.0.1:{port}/live", None, args.duration, client_cpus, connections, proc.pid)
         return rows
     finally:
         stop(proc)

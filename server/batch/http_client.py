@@ -227,7 +227,7 @@ def seconds_after(value: bytes) -> float | None:
     """A Retry-After value (delay-seconds or an HTTP-date, RFC 9110 10.2.3) → seconds from now;
     None when it is neither."""
     text = value.decode("latin-1").strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit() also takes "²", which float() refuses
         return float(text)
     try:
         when = parsedate_to_datetime(text)

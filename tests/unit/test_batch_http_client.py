@@ -89,3 +89,4 @@ def test_retry_after_as_seconds_or_as_an_http_date():
     assert 25 <= seconds_after(later) <= 30
     assert seconds_after(b"Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # passed already: at once
     assert seconds_after(b"soon") is None and seconds_after(b"-5") is None and seconds_after(b"") is None
+    assert seconds_after(b"\xb2") is None  # latin-1 "²": a digit to str.isdigit(), not to float()
