@@ -1,5 +1,9 @@
 """A worker's metrics service: its snapshot written to the shared directory about once a second
-(and at exit), and the scrape that merges every worker's (off the event loop)."""
+(and at exit), and the scrape that merges every worker's (off the event loop).
+
+A scrape writes its own snapshot before it reads the others'. Without that, a scrape answered by
+worker A (its numbers now, B's from up to a second ago) could be followed by one answered by B
+(B's now, A's older) that shows less: Prometheus reads a counter that went down as a restart."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from typing import Callable
 
 from . import snapshot
@@ -41,14 +46,34 @@ class WorkerMetrics:
         self.connections: Callable[[], int] = lambda: 0  # the HTTP server's, once it exists
         self._timer: asyncio.TimerHandle | None = None
         self._writing = False
+        # Writes run on executor threads: a slow one must not put an older snapshot over a newer.
+        self._write_lock = threading.Lock()
+        self._taken = self._written = 0
 
-    def snapshot(self) -> dict:
-        return snapshot.worker_snapshot(self.plane, self.plane.recorder, self.connections())
+    def snapshot(self) -> tuple[int, dict]:
+        """(its sequence number, this worker's numbers now); read on the loop, where they change."""
+        self._taken += 1
+        return self._taken, snapshot.worker_snapshot(self.plane, self.plane.recorder, self.connections())
+
+    def _write(self, taken: int, own: dict) -> None:
+        with self._write_lock:
+            if taken <= self._written:
+                return
+            try:
+                snapshot.write(self.directory, own)
+                self._written = taken
+            except OSError as err:
+                log.warning("cannot write metrics to %s: %s", self.directory, err)
 
     async def scrape(self) -> bytes:
-        own = self.snapshot()  # read on the loop, where the numbers change
-        return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: render(snapshot.merge(snapshot.read_all(self.directory, own))))
+        taken, own = self.snapshot()
+
+        def merged() -> bytes:
+            if self.directory:
+                self._write(taken, own)
+            return render(snapshot.merge(snapshot.read_all(self.directory, own)))
+
+        return await asyncio.get_running_loop().run_in_executor(None, merged)
 
     # -- the periodic snapshot ----------------------------------------------------------------
 
@@ -61,13 +86,11 @@ class WorkerMetrics:
         if self._writing:  # a slow disk: skip a beat rather than queue writes
             return
         self._writing = True
-        own = self.snapshot()
+        taken, own = self.snapshot()
 
         def write():
             try:
-                snapshot.write(self.directory, own)
-            except OSError as err:
-                log.warning("cannot write metrics to %s: %s", self.directory, err)
+                self._write(taken, own)
             finally:
                 self._writing = False
 
@@ -79,7 +102,4 @@ class WorkerMetrics:
             self._timer.cancel()
             self._timer = None
         if self.directory:
-            try:
-                snapshot.write(self.directory, self.snapshot())
-            except OSError as err:
-                log.warning("cannot write metrics to %s: %s", self.directory, err)
+            self._write(*self.snapshot())

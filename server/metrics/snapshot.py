@@ -89,11 +89,20 @@ def read_all(directory: str | None, own: dict[str, Any]) -> list[tuple[dict[str,
         live = name.startswith(LIVE_PREFIX)
         if live and name == f"{LIVE_PREFIX}{own['pid']}.json":
             continue
-        try:
-            with open(path, "rb") as source:
-                found.append((orjson.loads(source.read()), live))
-        except (OSError, orjson.JSONDecodeError) as err:  # replaced as we read: the next scrape has it
-            log.debug("skipping metrics file %s: %s", path, err)
+        if live:  # the supervisor may rename it dead-<pid> between the listing and the read
+            paths = [path, os.path.join(directory, DEAD_PREFIX + name[len(LIVE_PREFIX):])]
+        else:
+            paths = [path]
+        for attempt in paths:
+            try:
+                with open(attempt, "rb") as source:
+                    found.append((orjson.loads(source.read()), live and attempt == path))
+                break
+            except FileNotFoundError:
+                continue
+            except (OSError, orjson.JSONDecodeError) as err:
+                log.warning("skipping metrics file %s: %s", attempt, err)
+                break
     return found
 
 

@@ -3,6 +3,7 @@ headers, access tokens, store URIs and the verified download."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -20,6 +21,7 @@ from hyperserve.server.metrics import snapshot
 from hyperserve.server.metrics.exposition import render
 from hyperserve.server.metrics.histogram import SECONDS_BOUNDS, Histogram
 from hyperserve.server.metrics.recorder import failure_reason
+from hyperserve.server.metrics.service import WorkerMetrics
 from hyperserve.server.repository import download
 from hyperserve.server.repository.stores import StorageError, StoredObject, split
 
@@ -77,6 +79,57 @@ def test_snapshots_are_written_whole_and_marked_dead(tmp_path):
     found = snapshot.read_all(str(tmp_path), own)
     assert sorted((s["pid"], live) for s, live in found) == [(os.getpid(), True), (99999999, False)]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_worker_renamed_dead_between_listing_and_reading_still_counts(tmp_path, monkeypatch):
+    snapshot.write(str(tmp_path), _snapshot(99999999, 4, 0, 1, 0.5, 10))
+    listed = [str(tmp_path / "worker-99999999.json")]
+    snapshot.mark_dead(str(tmp_path), 99999999)
+    monkeypatch.setattr(snapshot.glob, "glob", lambda pattern: listed)
+    found = snapshot.read_all(str(tmp_path), _snapshot(os.getpid(), 1, 0, 1, 0.5, 10))
+    assert sorted((s["pid"], live) for s, live in found) == [(os.getpid(), True), (99999999, False)]
+
+
+class _Plane:
+    """What WorkerMetrics reads, reduced to a pid and a request count."""
+
+    recorder = None
+
+    def __init__(self, pid):
+        self.pid, self.requests = pid, 0
+
+
+def _requests_total(page: bytes) -> float:
+    return sum(s.value for family in text_string_to_metric_families(page.decode()) for s in family.samples
+               if s.name == "hyperserve_requests_total")
+
+
+def test_scrapes_answered_by_different_workers_never_go_down(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "worker_snapshot",
+                        lambda plane, recorder, connections: _snapshot(plane.pid, plane.requests, 0, 1, 0.0, 1))
+    a, b = WorkerMetrics(_Plane(1), str(tmp_path)), WorkerMetrics(_Plane(2), str(tmp_path))
+    a.plane.requests, b.plane.requests = 10, 5
+    a._write(*a.snapshot())
+    b._write(*b.snapshot())  # both flushed once
+    a.plane.requests = 17  # A counts 7 more and is scraped before its next flush
+    seen = [_requests_total(asyncio.run(a.scrape()))]
+    seen.append(_requests_total(asyncio.run(b.scrape())))  # B answers next: A's 7 must be in it
+    b.plane.requests = 6
+    seen.append(_requests_total(asyncio.run(a.scrape())))  # B's file is from its own scrape
+    seen.append(_requests_total(asyncio.run(b.scrape())))
+    assert seen == [22, 22, 22, 23]
+
+
+def test_an_older_snapshot_never_overwrites_a_newer_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "worker_snapshot",
+                        lambda plane, recorder, connections: _snapshot(plane.pid, plane.requests, 0, 1, 0.0, 1))
+    worker = WorkerMetrics(_Plane(7), str(tmp_path))
+    worker.plane.requests = 1
+    older = worker.snapshot()
+    worker.plane.requests = 2
+    worker._write(*worker.snapshot())
+    worker._write(*older)  # a flush whose thread ran late
+    assert snapshot.read_all(str(tmp_path), _snapshot(8, 0, 0, 1, 0.0, 1))[1][0]["models"][0]["inferences"] == 2
 
 
 @pytest.mark.parametrize("headers, expected", [
