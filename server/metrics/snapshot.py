@@ -79,6 +79,18 @@ def mark_dead(directory: str, pid: int) -> None:
         pass
 
 
+def _load(path: str) -> dict[str, Any] | None:
+    """A worker's snapshot, or None when the file is gone."""
+    try:
+        with open(path, "rb") as source:
+            return orjson.loads(source.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as err:  # written atomically: only a damaged disk
+        log.debug("skipping metrics file %s: %s", path, err)
+        return None
+
+
 def read_all(directory: str | None, own: dict[str, Any]) -> list[tuple[dict[str, Any], bool]]:
     """(snapshot, live) for every worker: ``own`` instead of this process's file."""
     found = [(own, True)]
@@ -89,20 +101,11 @@ def read_all(directory: str | None, own: dict[str, Any]) -> list[tuple[dict[str,
         live = name.startswith(LIVE_PREFIX)
         if live and name == f"{LIVE_PREFIX}{own['pid']}.json":
             continue
-        if live:  # the supervisor may rename it dead-<pid> between the listing and the read
-            paths = [path, os.path.join(directory, DEAD_PREFIX + name[len(LIVE_PREFIX):])]
-        else:
-            paths = [path]
-        for attempt in paths:
-            try:
-                with open(attempt, "rb") as source:
-                    found.append((orjson.loads(source.read()), live and attempt == path))
-                break
-            except FileNotFoundError:
-                continue
-            except (OSError, orjson.JSONDecodeError) as err:
-                log.warning("skipping metrics file %s: %s", attempt, err)
-                break
+        loaded = _load(path)
+        if loaded is None and live:  # the supervisor renamed it dead-<pid> between listing and reading
+            loaded, live = _load(os.path.join(directory, DEAD_PREFIX + name[len(LIVE_PREFIX):])), False
+        if loaded is not None:
+            found.append((loaded, live))
     return found
 
 
