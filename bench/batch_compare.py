@@ -11,6 +11,9 @@
 - **wrk → hyperserve**: each of those servers with wrk, a C client, POSTing the job's first request
   (64 rows) on as many connections as the job keeps requests in flight: the rows/s the server
   carries when its client costs next to nothing, the bound on what a faster client could give;
+- **least client → hyperserve**: the same rows to each of those servers through the least a Python
+  client can do (bench/peers/least_client.py: the job's HTTP client, request bodies, prediction
+  split and output lines, and nothing else): the bound on what a leaner job client could give;
 - **endpoint → CPR**: the same client POSTing batches of 64 to Google's CPR model server with its
   SklearnPredictor (the way Vertex runs a job on the CPR image; bench/peers/install.sh cpr), once
   with one uvicorn worker (as in W1) and once as the image's entrypoint starts it (its
@@ -167,6 +170,17 @@ def server_alone(url: str, body: bytes, rows: int, server_pid: int, work: Path, 
             "server_cpu_ns_per_row": round(wrk["server_cpu_us_per_request"] * 1000 / rows)}
 
 
+def least_client(url: str, source: Path, server_pid: int, work: Path) -> dict:
+    """The same rows through the least a Python client can do (bench/peers/least_client.py): what
+    a leaner job client could give against this server."""
+    before = cpu_seconds(server_pid)
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "least_client.py"), url, str(source),
+                          str(work / "out" / "least-client.jsonl")], capture_output=True, check=True, env=python_env())
+    result = json.loads(run.stdout)
+    result["server_cpu_ns_per_row"] = round((cpu_seconds(server_pid) - before) * 1e9 / result["instances"])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -229,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                         "--input", source, "--format", "jsonl", "--output", out("endpoint"),
                         "--endpoint", f"http://127.0.0.1:{port}/predict"))
                     job["server_cpu_ns_per_row"] = round((cpu_seconds(served.proc.pid) - before) * 1e9 / job["instances"])
+                    if not baseline:
+                        results[name.replace("endpoint", "least client", 1)] = least_client(
+                            f"http://127.0.0.1:{port}/predict", source, served.proc.pid, work)
                     if not baseline and shutil.which("wrk"):
                         results[name.replace("endpoint", "wrk", 1)] = server_alone(
                             f"http://127.0.0.1:{port}/predict", first_request, len(first_rows), served.proc.pid, work)
@@ -322,7 +339,7 @@ def markdown(doc: dict) -> str:
         local = median(r["rows_per_s"] for r in iris[first])
         lines += ["", f"## {meta['rows']:,} iris rows from JSON lines (W1's LogisticRegression)", "",
                   "| how | rows/s | in process (2 workers) ÷ this | peak RSS (MB, every process of the job) "
-                  "| server's CPU a row (ns) | wrk's CPU a row (ns) |",
+                  "| server's CPU a row (ns) | client's CPU a row (ns), wrk's or the least client's |",
                   "|---|---:|---:|---:|---:|---:|"]
 
         def cell(runs, key):
@@ -339,7 +356,8 @@ def markdown(doc: dict) -> str:
                   f"MB with 2 workers, {one['small']:.0f} against {one['full']:.0f} MB with 1. The endpoint server: "
                   f"`hyperserve serve {' '.join(ENDPOINT_TUNED)}`; as it starts: `hyperserve serve MODEL`. wrk: one "
                   f"thread, {ENDPOINT_CONCURRENCY} connections, the job's first request of {BATCH_SIZE} rows, "
-                  "for 5 s on each server (what the server carries when its client costs next to nothing)."]
+                  "for 5 s on each server (what the server carries when its client costs next to nothing). The least "
+                  "client: bench/peers/least_client.py, the same rows, its CPU counted after its start-up."]
     if ray:
         one, two = median(r["rows_per_s"] for r in ray["1"]), median(r["rows_per_s"] for r in ray["2"])
         ratio = median(b["rows_per_s"] / a["rows_per_s"] for a, b in zip(ray["1"], ray["2"]))

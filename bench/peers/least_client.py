@@ -1,0 +1,99 @@
+"""The least a Python client can do for ``hyperserve batch --endpoint``, to bound what a leaner job
+client could give: JSON lines split natively, requests of 64 as the job builds them, the job's own
+HTTP client with as many in flight, the predictions split as the job splits them, and the output
+lines written natively in input order. No shards, no instanceConfig, no retries, no error lines: it
+is a measurement, not a job (it stops at the first answer that is not a 200).
+
+    python bench/peers/least_client.py URL INPUT.jsonl OUTPUT.jsonl [IN_FLIGHT]
+
+Prints {"instances", "rows_per_s", "client_cpu_ns_per_row"} on stdout, CPU counted after start-up.
+"""
+
+import asyncio
+import resource
+import sys
+import time
+from collections import deque
+
+import orjson
+import uvloop
+
+from hyperserve.server.batch.cli import BATCH_SIZE, ENDPOINT_CONCURRENCY
+from hyperserve.server.batch.http_client import HttpClient
+from hyperserve.server.batch.instances import request_body, result_lines
+from hyperserve.server.batch.predictors import Endpoint
+from hyperserve.server.batch.records import split_lines
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(url: str, input_path: str, output_path: str, in_flight: int) -> dict:
+    loop = asyncio.get_running_loop()
+    client = HttpClient(url, size=in_flight, timeout_s=600, headers={})
+    window: deque = deque()  # (instances, future of their predictions), in input order
+
+    def send(instances: list[bytes]) -> None:
+        answer = loop.create_future()
+
+        def reply(outcome):
+            if type(outcome) is tuple and outcome[0] == 200:
+                answer.set_result(Endpoint._predictions(outcome[1], len(instances)))
+            else:
+                answer.set_exception(RuntimeError(f"{url} answered {outcome!r:.300}"))
+
+        client.send(request_body(instances, None), reply)
+        window.append((instances, answer))
+
+    started, cpu_before, rows = time.perf_counter(), cpu_s(), 0
+    lines: list[bytes] = []
+    taken = 0  # lines[:taken] are sent
+    tail = b""
+    with open(input_path, "rb") as source, open(output_path, "wb") as sink:
+        ended = False
+        while True:
+            while len(window) < in_flight:
+                if len(lines) - taken < BATCH_SIZE and not ended:
+                    block = source.read(1 << 20)
+                    if block:
+                        got, tail = split_lines(tail, block)
+                    else:
+                        ended, got, tail = True, [tail] if tail.strip() else [], b""
+                    lines, taken = lines[taken:] + got, 0
+                    continue
+                if taken >= len(lines):
+                    break
+                send(lines[taken:taken + BATCH_SIZE])
+                taken += BATCH_SIZE
+            if not window:
+                break
+            try:
+                await window[0][1]
+            except RuntimeError:
+                for _, pending in window:  # retrieved: the first failure is the one to tell
+                    if pending.done():
+                        pending.exception()
+                raise
+            while window and window[0][1].done():
+                instances, answer = window.popleft()
+                sink.write(result_lines(instances, answer.result(), False))
+                rows += len(instances)
+    elapsed, cpu = time.perf_counter() - started, cpu_s() - cpu_before
+    client.close()
+    return {"instances": rows, "rows_per_s": round(rows / elapsed, 1),
+            "client_cpu_ns_per_row": round(cpu * 1e9 / rows)}
+
+
+def main() -> None:
+    url, input_path, output_path = sys.argv[1:4]
+    in_flight = int(sys.argv[4]) if len(sys.argv) > 4 else ENDPOINT_CONCURRENCY
+    try:
+        print(orjson.dumps(uvloop.run(run(url, input_path, output_path, in_flight))).decode())
+    except RuntimeError as err:
+        sys.exit(f"least_client: {err}")
+
+
+if __name__ == "__main__":
+    main()
