@@ -1,8 +1,9 @@
 """The least a Python client can do for ``hyperserve batch --endpoint``, to bound what a leaner job
 client could give: JSON lines split natively, requests of 64 as the job builds them, the job's own
 HTTP client with as many in flight, the predictions split as the job splits them, and the output
-lines written natively in input order. No shards, no instanceConfig, no retries, no error lines: it
-is a measurement, not a job (it stops at the first answer that is not a 200).
+lines written natively in input order. No shards, no instanceConfig, no retries, no error lines, and
+no skipping of blank lines (the bench's input has none): it is a measurement, not a job (it stops at
+the first answer that is not a 200).
 
     python bench/peers/least_client.py URL INPUT.jsonl OUTPUT.jsonl [IN_FLIGHT]
 
@@ -60,7 +61,8 @@ async def run(url: str, input_path: str, output_path: str, in_flight: int) -> di
                     if block:
                         got, tail = split_lines(tail, block)
                     else:
-                        ended, got, tail = True, [tail] if tail.strip() else [], b""
+                        last = tail.strip()  # a last line with no newline, stripped as the job strips it
+                        ended, got, tail = True, [last] if last else [], b""
                     lines, taken = lines[taken:] + got, 0
                     continue
                 if taken >= len(lines):
