@@ -14,6 +14,9 @@
 - **least client → hyperserve**: the same rows to each of those servers through the least a Python
   client can do (bench/peers/least_client.py: the job's HTTP client, request bodies, prediction
   split and output lines, and nothing else): the bound on what a leaner job client could give;
+- **raw client → hyperserve**: the same again with no HTTP library and no event loop
+  (bench/peers/raw_client.py: raw sockets on one epoll, answers framed by their Content-Length):
+  the bound on what any Python client could give;
 - **endpoint → CPR**: the same client POSTing batches of 64 to Google's CPR model server with its
   SklearnPredictor (the way Vertex runs a job on the CPR image; bench/peers/install.sh cpr), once
   with one uvicorn worker (as in W1) and once as the image's entrypoint starts it (its
@@ -170,12 +173,13 @@ def server_alone(url: str, body: bytes, rows: int, server_pid: int, work: Path, 
             "server_cpu_ns_per_row": round(wrk["server_cpu_us_per_request"] * 1000 / rows)}
 
 
-def least_client(url: str, source: Path, server_pid: int, work: Path) -> dict:
-    """The same rows through the least a Python client can do (bench/peers/least_client.py): what
-    a leaner job client could give against this server."""
+def python_client(script: str, url: str, source: Path, server_pid: int, work: Path) -> dict:
+    """The same rows through one of the bench's lean Python clients (bench/peers/least_client.py,
+    raw_client.py): what a leaner job client could give against this server."""
     before = cpu_seconds(server_pid)
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "least_client.py"), url, str(source),
-                          str(work / "out" / "least-client.jsonl")], capture_output=True, check=True, env=python_env())
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / script), url, str(source),
+                          str(work / "out" / script.replace(".py", ".jsonl"))], capture_output=True, check=True,
+                         env=python_env())
     result = json.loads(run.stdout)
     result["server_cpu_ns_per_row"] = round((cpu_seconds(server_pid) - before) * 1e9 / result["instances"])
     return result
@@ -244,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                         "--endpoint", f"http://127.0.0.1:{port}/predict"))
                     job["server_cpu_ns_per_row"] = round((cpu_seconds(served.proc.pid) - before) * 1e9 / job["instances"])
                     if not baseline:
-                        results[name.replace("endpoint", "least client", 1)] = least_client(
-                            f"http://127.0.0.1:{port}/predict", source, served.proc.pid, work)
+                        for client, script in (("least client", "least_client.py"), ("raw client", "raw_client.py")):
+                            results[name.replace("endpoint", client, 1)] = python_client(
+                                script, f"http://127.0.0.1:{port}/predict", source, served.proc.pid, work)
                     if not baseline and shutil.which("wrk"):
                         results[name.replace("endpoint", "wrk", 1)] = server_alone(
                             f"http://127.0.0.1:{port}/predict", first_request, len(first_rows), served.proc.pid, work)
@@ -339,7 +344,7 @@ def markdown(doc: dict) -> str:
         local = median(r["rows_per_s"] for r in iris[first])
         lines += ["", f"## {meta['rows']:,} iris rows from JSON lines (W1's LogisticRegression)", "",
                   "| how | rows/s | in process (2 workers) ÷ this | peak RSS (MB, every process of the job) "
-                  "| server's CPU a row (ns) | client's CPU a row (ns), wrk's or the least client's |",
+                  "| server's CPU a row (ns) | client's CPU a row (ns): wrk's, the least or the raw client's |",
                   "|---|---:|---:|---:|---:|---:|"]
 
         def cell(runs, key):
@@ -357,7 +362,8 @@ def markdown(doc: dict) -> str:
                   f"`hyperserve serve {' '.join(ENDPOINT_TUNED)}`; as it starts: `hyperserve serve MODEL`. wrk: one "
                   f"thread, {ENDPOINT_CONCURRENCY} connections, the job's first request of {BATCH_SIZE} rows, "
                   "for 5 s on each server (what the server carries when its client costs next to nothing). The least "
-                  "client: bench/peers/least_client.py, the same rows, its CPU counted after its start-up."]
+                  "client (bench/peers/least_client.py) and the raw client (bench/peers/raw_client.py): the same "
+                  "rows, their CPU counted after their start-up."]
     if ray:
         one, two = median(r["rows_per_s"] for r in ray["1"]), median(r["rows_per_s"] for r in ray["2"])
         ratio = median(b["rows_per_s"] / a["rows_per_s"] for a, b in zip(ray["1"], ray["2"]))

@@ -11,7 +11,7 @@ Prints {"instances", "rows_per_s", "client_cpu_ns_per_row"} on stdout, CPU count
 """
 
 import asyncio
-import resource
+import itertools
 import sys
 import time
 from collections import deque
@@ -19,16 +19,11 @@ from collections import deque
 import orjson
 import uvloop
 
-from hyperserve.server.batch.cli import BATCH_SIZE, ENDPOINT_CONCURRENCY
+from hyperserve.bench.peers.lean_input import cpu_s, instance_batches
+from hyperserve.server.batch.cli import ENDPOINT_CONCURRENCY
 from hyperserve.server.batch.http_client import HttpClient
 from hyperserve.server.batch.instances import request_body, result_lines
 from hyperserve.server.batch.predictors import Endpoint
-from hyperserve.server.batch.records import split_lines
-
-
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def run(url: str, input_path: str, output_path: str, in_flight: int) -> dict:
@@ -49,26 +44,11 @@ async def run(url: str, input_path: str, output_path: str, in_flight: int) -> di
         window.append((instances, answer))
 
     started, cpu_before, rows = time.perf_counter(), cpu_s(), 0
-    lines: list[bytes] = []
-    taken = 0  # lines[:taken] are sent
-    tail = b""
     with open(input_path, "rb") as source, open(output_path, "wb") as sink:
-        ended = False
+        batches = instance_batches(source)
         while True:
-            while len(window) < in_flight:
-                if len(lines) - taken < BATCH_SIZE and not ended:
-                    block = source.read(1 << 20)
-                    if block:
-                        got, tail = split_lines(tail, block)
-                    else:
-                        last = tail.strip()  # a last line with no newline, stripped as the job strips it
-                        ended, got, tail = True, [last] if last else [], b""
-                    lines, taken = lines[taken:] + got, 0
-                    continue
-                if taken >= len(lines):
-                    break
-                send(lines[taken:taken + BATCH_SIZE])
-                taken += BATCH_SIZE
+            for instances in itertools.islice(batches, in_flight - len(window)):
+                send(instances)
             if not window:
                 break
             try:

@@ -264,19 +264,23 @@ def test_endpoint_against_a_running_hyperserve_gives_the_in_process_output(tmp_p
     assert max(map(int, calls)) > 64, calls
 
 
-def test_the_bench_least_client_writes_what_the_endpoint_job_writes(tmp_path, start_server, sklearn_dir, iris_rows):
-    """bench/peers/least_client.py bounds what a leaner --endpoint client could give: it must do the
-    job's work (same lines, same order), or its rows/s bound nothing."""
+@pytest.mark.parametrize("client", [["least_client.py", "8"], ["raw_client.py", "8"], ["raw_client.py", "3", "4"]],
+                         ids=["least", "raw", "raw-pipelined"])
+def test_the_bench_lean_clients_write_what_the_endpoint_job_writes(tmp_path, start_server, sklearn_dir, iris_rows,
+                                                                    client):
+    """bench/peers/least_client.py and raw_client.py bound what a leaner --endpoint client could
+    give: they must do the job's work (same lines, same order), or their rows/s bound nothing."""
     server = start_server([sklearn_dir])
     source = write_jsonl(tmp_path / "in.jsonl", iris_rows)
     batch("--input", source, "--format", "jsonl", "--output", tmp_path / "job", "--endpoint", server.url + "/predict")
-    least = [sys.executable, str(ROOT / "bench" / "peers" / "least_client.py")]
-    run = subprocess.run([*least, server.url + "/predict", str(source), str(tmp_path / "least.jsonl"), "8"],
+    script, *flight = client
+    lean = [sys.executable, str(ROOT / "bench" / "peers" / script)]
+    run = subprocess.run([*lean, server.url + "/predict", str(source), str(tmp_path / "lean.jsonl"), *flight],
                          capture_output=True, text=True, timeout=120, cwd=str(ROOT), check=True)
     assert orjson.loads(run.stdout)["instances"] == len(iris_rows)
-    lines = [orjson.loads(line) for line in (tmp_path / "least.jsonl").read_bytes().splitlines()]
+    lines = [orjson.loads(line) for line in (tmp_path / "lean.jsonl").read_bytes().splitlines()]
     assert lines == results(tmp_path / "job")
-    refused = subprocess.run([*least, server.url + "/no-such-route", str(source), str(tmp_path / "x.jsonl")],
+    refused = subprocess.run([*lean, server.url + "/no-such-route", str(source), str(tmp_path / "x.jsonl")],
                              capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     assert refused.returncode != 0 and "404" in refused.stderr
 
