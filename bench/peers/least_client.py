@@ -23,7 +23,7 @@ from hyperserve.bench.peers.lean_input import cpu_s, instance_batches
 from hyperserve.server.batch.cli import ENDPOINT_CONCURRENCY
 from hyperserve.server.batch.http_client import HttpClient
 from hyperserve.server.batch.instances import request_body, result_lines
-from hyperserve.server.batch.predictors import Endpoint
+from hyperserve.server.batch.predictors import Endpoint, RequestFailed
 
 
 async def run(url: str, input_path: str, output_path: str, in_flight: int) -> dict:
@@ -36,9 +36,12 @@ async def run(url: str, input_path: str, output_path: str, in_flight: int) -> di
 
         def reply(outcome):
             if type(outcome) is tuple and outcome[0] == 200:
-                answer.set_result(Endpoint._predictions(outcome[1], len(instances)))
-            else:
-                answer.set_exception(RuntimeError(f"{url} answered {outcome!r:.300}"))
+                try:
+                    answer.set_result(Endpoint._predictions(outcome[1], len(instances)))
+                    return
+                except RequestFailed as err:  # raised here, it would leave the answer unsettled
+                    outcome = err.message
+            answer.set_exception(RuntimeError(f"{url} answered {outcome!r:.300}"))
 
         client.send(request_body(instances, None), reply)
         window.append((instances, answer))

@@ -8,7 +8,8 @@ error lines, and it stops at the first answer that is not a 200.
 
     python bench/peers/raw_client.py URL INPUT.jsonl OUTPUT.jsonl [CONNECTIONS] [DEPTH]
 
-DEPTH > 1 pipelines: each connection carries up to DEPTH requests at once, written in one send.
+DEPTH > 1 pipelines: each connection carries up to DEPTH requests at once, written in one send;
+at most MAX_DEPTH, which hyperserve reads before it pauses a connection, so a send never waits.
 Prints {"instances", "rows_per_s", "client_cpu_ns_per_row"} on stdout, CPU counted after start-up.
 """
 
@@ -25,7 +26,13 @@ import orjson
 from hyperserve.bench.peers.lean_input import cpu_s, instance_batches
 from hyperserve.server.batch.cli import ENDPOINT_CONCURRENCY
 from hyperserve.server.batch.instances import request_body, result_lines
-from hyperserve.server.batch.predictors import Endpoint
+from hyperserve.server.batch.predictors import Endpoint, RequestFailed
+from hyperserve.server.http.server import Limits
+
+
+# A hyperserve connection with this many requests waiting is not read until they are answered;
+# this client writes without waiting, so it never sends more.
+MAX_DEPTH = Limits.max_pipelined
 
 
 class Refused(Exception):
@@ -91,7 +98,9 @@ def run(url: str, input_path: str, output_path: str, connections: int, depth: in
                 body = request_body(instances, None)
                 outgoing.setdefault(connection, []).append(head + str(len(body)).encode() + b"\r\n\r\n" + body)
             for connection, requests in outgoing.items():
-                connection.sock.sendall(b"".join(requests))  # a request is far below the socket buffer
+                # At most MAX_DEPTH requests of about 1.4 KB, which the server reads: the socket's
+                # buffer takes them whole, and a non-blocking send never has to wait.
+                connection.sock.sendall(b"".join(requests))
             if not window:
                 break
             for fd, _ in poll.poll():
@@ -115,9 +124,11 @@ def main() -> None:
     url, input_path, output_path = sys.argv[1:4]
     connections = int(sys.argv[4]) if len(sys.argv) > 4 else ENDPOINT_CONCURRENCY
     depth = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    if not 1 <= depth <= MAX_DEPTH:
+        sys.exit(f"raw_client: DEPTH must be 1 to {MAX_DEPTH}, got {depth}")
     try:
         print(orjson.dumps(run(url, input_path, output_path, connections, depth)).decode())
-    except Refused as err:
+    except (Refused, RequestFailed) as err:  # RequestFailed: a 200 whose predictions do not fit
         sys.exit(f"raw_client: {err}")
 
 

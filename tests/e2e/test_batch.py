@@ -283,6 +283,22 @@ def test_the_bench_lean_clients_write_what_the_endpoint_job_writes(tmp_path, sta
     refused = subprocess.run([*lean, server.url + "/no-such-route", str(source), str(tmp_path / "x.jsonl")],
                              capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     assert refused.returncode != 0 and "404" in refused.stderr
+    # A 200 whose predictions do not fit its instances stops the client with the reason, not a hang.
+    short = ServerThread(lambda request: Response.json({"predictions": [0]}))
+    try:
+        misfit = subprocess.run([*lean, short.url + "/predict", str(source), str(tmp_path / "y.jsonl"), *flight],
+                                capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    finally:
+        short.stop()
+    assert misfit.returncode != 0 and "1 predictions for 64 instances" in misfit.stderr, misfit.stderr
+
+
+def test_the_raw_client_pipelines_no_deeper_than_hyperserve_reads(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [[1, 2]])
+    deep = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "raw_client.py"), "http://127.0.0.1:9/p",
+                           str(source), str(tmp_path / "out.jsonl"), "2", "33"],
+                          capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert deep.returncode != 0 and "DEPTH must be 1 to 32, got 33" in deep.stderr
 
 
 class Flaky:
