@@ -1,34 +1,18 @@
 """What the bench's lean clients (least_client.py, raw_client.py) share: the job's requests of
-instances, read from JSON lines as the job reads them, and the CPU a client has spent."""
+instances, read by the job's own reader, and the CPU a client has spent."""
 
 import resource
-from typing import IO, Iterator
+from typing import Iterator
 
+from hyperserve.server.batch import records
 from hyperserve.server.batch.cli import BATCH_SIZE
-from hyperserve.server.batch.records import READ_BYTES, split_lines
 
 
-def instance_batches(source: IO[bytes]) -> Iterator[list[bytes]]:
-    """The file's lines in requests of BATCH_SIZE, the last one shorter, each line stripped (a last
-    line with no newline too, as the job strips it). Blank lines are not skipped: the bench's
-    inputs have none."""
-    tail = b""
-    lines: list[bytes] = []
-    while True:
-        block = source.read(READ_BYTES)
-        if block:
-            got, tail = split_lines(tail, block)
-        else:
-            last = tail.strip()
-            got = [last] if last else []
-        lines += got
-        taken = 0
-        while len(lines) - taken >= BATCH_SIZE or (not block and taken < len(lines)):
-            yield lines[taken:taken + BATCH_SIZE]
-            taken += BATCH_SIZE
-        if not block:
-            return
-        lines = lines[taken:]
+def instance_batches(path: str) -> Iterator[list[bytes]]:
+    """The file's records in requests of BATCH_SIZE, as the job reads a JSON lines shard: counted
+    first, then read a block at a time, each line stripped and blank lines skipped."""
+    count, _ = records.index(path, records.JSONL, every=1 << 62)  # the count; no shard starts
+    return (batch.data for batch in records.read(path, records.JSONL, 0, count, 0, BATCH_SIZE))
 
 
 def cpu_s() -> float:

@@ -1,13 +1,13 @@
 """The least a Python client can do for ``hyperserve batch --endpoint``, to bound what a leaner job
-client could give: JSON lines split natively, requests of 64 as the job builds them, the job's own
-HTTP client with as many in flight, the predictions split as the job splits them, and the output
-lines written natively in input order. No shards, no instanceConfig, no retries, no error lines, and
-no skipping of blank lines (the bench's input has none): it is a measurement, not a job (it stops at
-the first answer that is not a 200).
+client could give: JSON lines read by the job's reader, requests of 64 as the job builds them, the
+job's own HTTP client with as many in flight, the predictions split as the job splits them, and the
+output lines written natively in input order. No shards, no instanceConfig, no retries and no error
+lines: it is a measurement, not a job (it stops at the first answer that is not a 200).
 
     python bench/peers/least_client.py URL INPUT.jsonl OUTPUT.jsonl [IN_FLIGHT]
 
-Prints {"instances", "rows_per_s", "client_cpu_ns_per_row"} on stdout, CPU counted after start-up.
+Prints {"instances", "rows_per_s", "client_cpu_ns_per_row"} on stdout, CPU counted after start-up
+(counting the input's records, as the job does before its first shard, is part of it).
 """
 
 import asyncio
@@ -23,7 +23,7 @@ from hyperserve.bench.peers.lean_input import cpu_s, instance_batches
 from hyperserve.server.batch.cli import ENDPOINT_CONCURRENCY
 from hyperserve.server.batch.http_client import HttpClient
 from hyperserve.server.batch.instances import request_body, result_lines
-from hyperserve.server.batch.predictors import Endpoint, RequestFailed
+from hyperserve.server.batch.predictors import RequestFailed, predictions_of
 
 
 async def run(url: str, input_path: str, output_path: str, in_flight: int) -> dict:
@@ -37,7 +37,7 @@ async def run(url: str, input_path: str, output_path: str, in_flight: int) -> di
         def reply(outcome):
             if type(outcome) is tuple and outcome[0] == 200:
                 try:
-                    answer.set_result(Endpoint._predictions(outcome[1], len(instances)))
+                    answer.set_result(predictions_of(outcome[1], len(instances)))
                     return
                 except RequestFailed as err:  # raised here, it would leave the answer unsettled
                     outcome = err.message
@@ -46,9 +46,9 @@ async def run(url: str, input_path: str, output_path: str, in_flight: int) -> di
         client.send(request_body(instances, None), reply)
         window.append((instances, answer))
 
+    batches = instance_batches(input_path)  # counts the records: part of start-up
     started, cpu_before, rows = time.perf_counter(), cpu_s(), 0
-    with open(input_path, "rb") as source, open(output_path, "wb") as sink:
-        batches = instance_batches(source)
+    with open(output_path, "wb") as sink:
         while True:
             for instances in itertools.islice(batches, in_flight - len(window)):
                 send(instances)

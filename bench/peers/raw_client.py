@@ -10,7 +10,8 @@ error lines, and it stops at the first answer that is not a 200.
 
 DEPTH > 1 pipelines: each connection carries up to DEPTH requests at once, written in one send;
 at most MAX_DEPTH, which hyperserve reads before it pauses a connection, so a send never waits.
-Prints {"instances", "rows_per_s", "client_cpu_ns_per_row"} on stdout, CPU counted after start-up.
+Prints {"instances", "rows_per_s", "client_cpu_ns_per_row"} on stdout, CPU counted after start-up
+(counting the input's records, as the job does before its first shard, is part of it).
 """
 
 import itertools
@@ -26,7 +27,7 @@ import orjson
 from hyperserve.bench.peers.lean_input import cpu_s, instance_batches
 from hyperserve.server.batch.cli import ENDPOINT_CONCURRENCY
 from hyperserve.server.batch.instances import request_body, result_lines
-from hyperserve.server.batch.predictors import Endpoint, RequestFailed
+from hyperserve.server.batch.predictors import RequestFailed, predictions_of
 from hyperserve.server.http.server import Limits
 
 
@@ -85,9 +86,9 @@ def run(url: str, input_path: str, output_path: str, connections: int, depth: in
         poll.register(connection.sock.fileno(), select.EPOLLIN)
     free = [c for c in by_fd.values() for _ in range(depth)]  # a place for one more request each
     window: deque = deque()  # [instances, predictions or None], in input order
+    batches = instance_batches(input_path)  # counts the records: part of start-up
     started, cpu_before, rows = time.perf_counter(), cpu_s(), 0
-    with open(input_path, "rb") as source, open(output_path, "wb") as sink:
-        batches = instance_batches(source)
+    with open(output_path, "wb") as sink:
         while True:
             outgoing: dict[Connection, list[bytes]] = {}
             for instances in itertools.islice(batches, len(free)):
@@ -107,7 +108,7 @@ def run(url: str, input_path: str, output_path: str, connections: int, depth: in
                 connection = by_fd[fd]
                 for body in connection.answers():
                     slot = connection.pending.popleft()
-                    slot[1] = Endpoint._predictions(body, len(slot[0]))
+                    slot[1] = predictions_of(body, len(slot[0]))
                     free.append(connection)
             while window and window[0][1] is not None:
                 instances, predictions = window.popleft()

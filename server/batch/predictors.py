@@ -254,7 +254,7 @@ class Endpoint:
     def _result(self, status: int, data: bytes, retry_after_s: float | None, count: int) -> list[bytes] | RequestFailed:
         """The predictions; a failure worth another attempt; or RequestFailed raised."""
         if status == 200:
-            return self._predictions(data, count)
+            return predictions_of(data, count)
         failed = RequestFailed(status, _error_message(data, status), retry_after_s)
         if status not in RETRY_STATUSES:
             raise failed
@@ -264,15 +264,16 @@ class Endpoint:
         return JobFailed(f"the endpoint {self.url} did not answer after {attempt + 1} attempts: "
                          f"{type(err).__name__}: {err}")
 
-    @staticmethod
-    def _predictions(data: bytes, count: int) -> list[bytes]:
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise RequestFailed(502, f"the endpoint answered 200 with a body that is not JSON: {data[:200]!r}") \
-                from None
-        predictions = _count_check(doc.get("predictions") if type(doc) is dict else None, count)
-        return _each_json(predictions)
+
+def predictions_of(data: bytes, count: int) -> list[bytes]:
+    """A 200's body → each of its ``count`` predictions' JSON; RequestFailed when they do not fit."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise RequestFailed(502, f"the endpoint answered 200 with a body that is not JSON: {data[:200]!r}") \
+            from None
+    predictions = _count_check(doc.get("predictions") if type(doc) is dict else None, count)
+    return _each_json(predictions)
 
 
 def _each_json(values: list) -> list[bytes]:
