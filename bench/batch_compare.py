@@ -22,6 +22,12 @@
   with one uvicorn worker (as in W1) and once as the image's entrypoint starts it (its
   VERTEX_CPR_WORKERS_PER_CORE default: max(2, cores) workers). It is slow, so it scores the first
   --cpr-rows rows: rows/s is a rate either way;
+- **the model on the same cores** (``--split-cpus MODEL:CLIENT``, by default the first half of the
+  CPUs and the rest): the in-process job pinned to the model's CPUs, against ``--endpoint`` with
+  the server pinned to those same CPUs (as it starts, and with no hold) and the job's client on the
+  others. The rows above share every core between client and server, while the in-process job
+  has them to itself; here the model gets the same cores either way, and the client's cost is
+  not taken out of them;
 - **Ray**: ``--engine ray`` on W2's MLP (784-64-10) with 1 actor and with 2, on a local cluster;
 - with ``HYPERSERVE_BASELINE=<a worktree of an earlier commit>``, both in-process jobs and both
   endpoint jobs (client and server) on that code too, in the same rounds (before and after a change).
@@ -58,6 +64,8 @@ CPR_IMAGE_DEFAULT = "endpoint → CPR, as its image starts it (2 workers here)"
 # core), calls merged up to 4096 rows, and no adaptive hold for partners (a job's client sends its
 # next requests only after it has written the answers, longer than the hold).
 ENDPOINT_TUNED = ("--workers", "1", "--max-batch-size", "4096", "--max-queue-delay-us", "1")
+# On cores of its own (--split-cpus), a worker per core as it starts; no hold, as above.
+ENDPOINT_SPLIT_TUNED = ("--max-batch-size", "4096", "--max-queue-delay-us", "1")
 
 
 def iris_jsonl(path: Path, rows: int) -> Path:
@@ -109,9 +117,30 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def run_job(argv: list[str], env: dict | None = None) -> dict:
-    """A job process; its summary (its stdout) with its peak RSS (all its processes together)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(ROOT),
+def pinned(argv: list[str], cpus: str | None) -> list[str]:
+    """``argv`` on ``cpus`` only (taskset's list, e.g. "0" or "0-3"); as it is when None."""
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
+def split_cpus(spec: str) -> tuple[str, str] | None:
+    """--split-cpus: "MODEL:CLIENT"; by default the first half of this process's CPUs and the rest
+    (None on one CPU: nothing to split)."""
+    if spec:
+        model, _, client = spec.partition(":")
+        if not model or not client:
+            raise SystemExit(f"--split-cpus wants MODEL:CLIENT, e.g. 0:1 or 0-3:4-7, got {spec!r}")
+        return model, client
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    return ",".join(map(str, cpus[:half])), ",".join(map(str, cpus[half:]))
+
+
+def run_job(argv: list[str], env: dict | None = None, cpus: str | None = None) -> dict:
+    """A job process (on ``cpus`` when given); its summary (its stdout) with its peak RSS (all its
+    processes together)."""
+    proc = subprocess.Popen(pinned(argv, cpus), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(ROOT),
                             env={**python_env(), **(env or {})})
     peak = {"kb": 0}
 
@@ -147,8 +176,8 @@ def batch_argv(*args, baseline: bool = False) -> list[str]:
 class Served:
     """A server for the job to call, run in ``cwd`` (CPR copies its model's files into its own)."""
 
-    def __init__(self, argv, env, ready_url, cwd: Path = ROOT):
-        self.proc = subprocess.Popen(argv, env={**python_env(), **env}, stdout=subprocess.DEVNULL,
+    def __init__(self, argv, env, ready_url, cwd: Path = ROOT, cpus: str | None = None):
+        self.proc = subprocess.Popen(pinned(argv, cpus), env={**python_env(), **env}, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, cwd=str(cwd), start_new_session=True)
         wait_ready(ready_url, self.proc, 120)
 
@@ -173,6 +202,24 @@ def server_alone(url: str, body: bytes, rows: int, server_pid: int, work: Path, 
             "server_cpu_ns_per_row": round(wrk["server_cpu_us_per_request"] * 1000 / rows)}
 
 
+def serve_iris(model_dir: Path, flags, baseline: bool = False, cpus: str | None = None) -> tuple[Served, str]:
+    """``hyperserve serve`` on the model with ``flags`` (on ``cpus`` when given); it and its predict URL."""
+    port = free_port()
+    served = Served(hyperserve_argv("serve", model_dir, "--host", "127.0.0.1", "--port", port, "--grpc-port", 0,
+                                    *flags, "--log-level", "warning", baseline=baseline),
+                    {}, f"http://127.0.0.1:{port}/health", cpus=cpus)
+    return served, f"http://127.0.0.1:{port}/predict"
+
+
+def endpoint_job(served: Served, url: str, source: Path, output: Path, cpus: str | None = None) -> dict:
+    """``hyperserve batch --endpoint`` on ``source`` against ``served`` (the job on ``cpus`` when
+    given): its summary, with the server's CPU a row."""
+    before = cpu_seconds(served.proc.pid)
+    job = run_job(batch_argv("--input", source, "--format", "jsonl", "--output", output, "--endpoint", url), cpus=cpus)
+    job["server_cpu_ns_per_row"] = round((cpu_seconds(served.proc.pid) - before) * 1e9 / job["instances"])
+    return job
+
+
 def python_client(script: str, url: str, source: Path, server_pid: int, work: Path) -> dict:
     """The same rows through one of the bench's lean Python clients (bench/peers/least_client.py,
     raw_client.py): what a leaner job client could give against this server."""
@@ -191,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpr-rows", type=int, default=20_000)
     parser.add_argument("--w2-rows", type=int, default=60_000, help="rows of the W2 file; the Ray job reads it 5 times")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--skip", default="", help="comma-separated: iris (all of its rows), cpr, endpoint, ray")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated: iris (all of its rows), cpr, endpoint, split, ray")
+    parser.add_argument("--split-cpus", default="", metavar="MODEL:CLIENT",
+                        help="the model's CPUs and the endpoint client's, for the rows with the model on the same "
+                             "cores (default: the first half of the CPUs and the rest; e.g. 0:1, or 0-3:4-7)")
     parser.add_argument("--work", default=str(ROOT / "bench" / ".work" / "batch"))
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -210,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     def out(name: str) -> Path:
         return fresh(work / "out" / name)
 
+    cpus = split_cpus(args.split_cpus)
+    if cpus is None:
+        skip.add("split")
+    model_cpus, client_cpus = cpus or ("", "")
     rows: dict[str, list[dict]] = {}
+    split_rows: dict[str, list[dict]] = {}  # the model on the same cores (--split-cpus)
     for round_ in range(0 if "iris" in skip else args.rounds):
         results = {
             "in process (2 workers, the default here)": run_job(batch_argv(iris_dir, "--input", source, "--format",
@@ -237,25 +293,34 @@ def main(argv: list[str] | None = None) -> int:
                 servers += [("endpoint → hyperserve, baseline", ENDPOINT_TUNED, True),
                             ("endpoint → hyperserve as it starts (defaults), baseline", (), True)]
             for name, flags, baseline in servers:
-                port = free_port()
-                served = Served(hyperserve_argv("serve", iris_dir, "--host", "127.0.0.1", "--port", port,
-                                                "--grpc-port", 0, *flags, "--log-level", "warning", baseline=baseline),
-                                {}, f"http://127.0.0.1:{port}/health")
+                served, url = serve_iris(iris_dir, flags, baseline=baseline)
                 try:
-                    before = cpu_seconds(served.proc.pid)
-                    job = results[name] = run_job(batch_argv(
-                        "--input", source, "--format", "jsonl", "--output", out("endpoint"),
-                        "--endpoint", f"http://127.0.0.1:{port}/predict"))
-                    job["server_cpu_ns_per_row"] = round((cpu_seconds(served.proc.pid) - before) * 1e9 / job["instances"])
+                    results[name] = endpoint_job(served, url, source, out("endpoint"))
                     if not baseline:
                         for client, script in (("least client", "least_client.py"), ("raw client", "raw_client.py")):
                             results[name.replace("endpoint", client, 1)] = python_client(
-                                script, f"http://127.0.0.1:{port}/predict", source, served.proc.pid, work)
+                                script, url, source, served.proc.pid, work)
                     if not baseline and shutil.which("wrk"):
                         results[name.replace("endpoint", "wrk", 1)] = server_alone(
-                            f"http://127.0.0.1:{port}/predict", first_request, len(first_rows), served.proc.pid, work)
+                            url, first_request, len(first_rows), served.proc.pid, work)
                 finally:
                     served.stop()
+        if "split" not in skip:
+            split = {f"in process on CPUs {model_cpus}": run_job(batch_argv(
+                iris_dir, "--input", source, "--format", "jsonl", "--output", out("split")), cpus=model_cpus)}
+            for name, flags in ((f"endpoint → hyperserve on CPUs {model_cpus} as it starts, job on CPUs {client_cpus}",
+                                 ()),
+                                (f"endpoint → hyperserve on CPUs {model_cpus} {' '.join(ENDPOINT_SPLIT_TUNED)}, job on "
+                                 f"CPUs {client_cpus}", ENDPOINT_SPLIT_TUNED)):
+                served, url = serve_iris(iris_dir, flags, cpus=model_cpus)
+                try:
+                    split[name] = endpoint_job(served, url, source, out("endpoint"), cpus=client_cpus)
+                finally:
+                    served.stop()
+            for name, result in split.items():
+                split_rows.setdefault(name, []).append(result)
+            print(f"round {round_ + 1}, the model on CPUs {model_cpus}: "
+                  + ", ".join(f"{n} {r['rows_per_s']:,.0f} rows/s" for n, r in split.items()), flush=True)
         if "cpr" not in skip:
             for name, image_default in (("endpoint → CPR (batches of 64)", False),
                                         (CPR_IMAGE_DEFAULT, True)):
@@ -321,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                                        "--workers", 1))
         meta.update(small_job_rows=args.rows // 10, small_job_peak_rss_mb=small_rss["peak_rss_mb"],
                     one_worker_peak_rss_mb={"small": small_one["peak_rss_mb"], "full": one_rss["peak_rss_mb"]})
-    doc = {"meta": meta, "iris": rows, "ray_w2": {str(k): v for k, v in ray_rows.items()}}
+    if split_rows:
+        meta.update(model_cpus=model_cpus, client_cpus=client_cpus)
+    doc = {"meta": meta, "iris": rows, "iris_split": split_rows, "ray_w2": {str(k): v for k, v in ray_rows.items()}}
     stem = RESULTS / (f"{meta['date']}-vm-batch" + ("-ray" if "iris" in skip else ""))
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=2))
     stem.with_suffix(".md").write_text(markdown(doc))
@@ -364,6 +431,20 @@ def markdown(doc: dict) -> str:
                   "for 5 s on each server (what the server carries when its client costs next to nothing). The least "
                   "client (bench/peers/least_client.py) and the raw client (bench/peers/raw_client.py): the same "
                   "rows, their CPU counted after their start-up."]
+    split = doc.get("iris_split")
+    if split:
+        first = next(iter(split))
+        lines += ["", f"## The model on the same cores: CPUs {meta['model_cpus']}, the endpoint job's client on CPUs "
+                  f"{meta['client_cpus']}", "",
+                  f"The in-process job pinned to CPUs {meta['model_cpus']} (a worker per CPU), against `--endpoint` "
+                  f"with the server pinned to the same CPUs and the job on CPUs {meta['client_cpus']}: the model "
+                  "gets the same cores either way, and the client's cost is not taken out of them. The ratio is the "
+                  "median of each round's.", "",
+                  "| how | rows/s | of in process on the same CPUs | server's CPU a row (ns) |", "|---|---:|---:|---:|"]
+        for name, runs in split.items():
+            ratio = median(r["rows_per_s"] / base["rows_per_s"] for r, base in zip(runs, split[first]))
+            server = f"{median(r['server_cpu_ns_per_row'] for r in runs):.0f}" if "server_cpu_ns_per_row" in runs[0] else ""
+            lines.append(f"| {name} | {median(r['rows_per_s'] for r in runs):,.0f} | {ratio:.0%} | {server} |")
     if ray:
         one, two = median(r["rows_per_s"] for r in ray["1"]), median(r["rows_per_s"] for r in ray["2"])
         ratio = median(b["rows_per_s"] / a["rows_per_s"] for a, b in zip(ray["1"], ray["2"]))

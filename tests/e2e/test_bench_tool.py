@@ -196,3 +196,31 @@ def test_wrk_median_round_and_ratio():
     assert median_round([{"cpu": 3.0}, {"cpu": 1.0}, {"cpu": 2.0}], "cpu")["cpu"] == 2.0
     assert median_ratio(rounds, reference) == 3.0
     assert median_ratio(rounds[:2], reference[:2]) == 2.0
+
+
+def test_batch_compare_splits_the_cpus_and_tables_each_round_against_its_own_in_process_job():
+    """The rows with the model on the same cores: MODEL:CLIENT CPUs, and each endpoint job's ratio
+    is the median of its rounds' ratios to the in-process job pinned to the same CPUs."""
+    from hyperserve.bench.batch_compare import markdown, split_cpus
+
+    assert split_cpus("0-3:4-7") == ("0-3", "4-7")
+    with pytest.raises(SystemExit, match="MODEL:CLIENT"):
+        split_cpus("0")
+    cpus = sorted(os.sched_getaffinity(0))
+    default = split_cpus("")
+    if len(cpus) < 2:
+        assert default is None
+    else:
+        model, client = (set(map(int, part.split(","))) for part in default)
+        assert model and client and not model & client and model | client == set(cpus)
+    doc = {"meta": {"date": "2026-12-07", "cpu": "cpu", "cores": 2, "rounds": 3, "rows": 10,
+                    "model_cpus": "0", "client_cpus": "1"},
+           "iris": {},
+           "iris_split": {"in process on CPUs 0": [{"rows_per_s": r} for r in (100.0, 200.0, 100.0)],
+                          "endpoint → hyperserve on CPUs 0": [
+                              {"rows_per_s": r, "server_cpu_ns_per_row": 500} for r in (90.0, 60.0, 30.0)]},
+           "ray_w2": {}}
+    table = markdown(doc)
+    # same-round ratios 0.9, 0.3 and 0.3: the median is 30% (the median rates would give 60%)
+    assert "| endpoint → hyperserve on CPUs 0 | 60 | 30% | 500 |" in table
+    assert "| in process on CPUs 0 | 100 | 100% |  |" in table
