@@ -56,7 +56,7 @@ from hyperserve.server.batch.instances import request_body
 
 from .peers.run import build_w1, build_w2, cpu_model, wait_ready
 from .peers.servers import ROOT, VENVS, _cpr, free_port, python_env
-from .wrk_compare import POST_LUA, cpu_seconds, run_wrk
+from .wrk_compare import POST_LUA, cpu_seconds, median_ratio, run_wrk
 
 RESULTS = ROOT / "bench" / "results"
 CPR_IMAGE_DEFAULT = "endpoint → CPR, as its image starts it (2 workers here)"
@@ -442,12 +442,12 @@ def markdown(doc: dict) -> str:
                   "median of each round's.", "",
                   "| how | rows/s | of in process on the same CPUs | server's CPU a row (ns) |", "|---|---:|---:|---:|"]
         for name, runs in split.items():
-            ratio = median(r["rows_per_s"] / base["rows_per_s"] for r, base in zip(runs, split[first]))
+            ratio = median_ratio(runs, split[first], "rows_per_s")
             server = f"{median(r['server_cpu_ns_per_row'] for r in runs):.0f}" if "server_cpu_ns_per_row" in runs[0] else ""
             lines.append(f"| {name} | {median(r['rows_per_s'] for r in runs):,.0f} | {ratio:.0%} | {server} |")
     if ray:
         one, two = median(r["rows_per_s"] for r in ray["1"]), median(r["rows_per_s"] for r in ray["2"])
-        ratio = median(b["rows_per_s"] / a["rows_per_s"] for a, b in zip(ray["1"], ray["2"]))
+        ratio = median_ratio(ray["2"], ray["1"], "rows_per_s")
         lines += ["", f"## Ray engine, {5 * meta['w2_rows']:,} rows of W2 (MLP 784-64-10), local cluster of 2 CPUs",
                   "", "`--rows-per-shard 5000 --intra-op-threads 1`, output on tmpfs; rows/s from the first shard an "
                   "actor began; the ratio is the median of each round's.", "",

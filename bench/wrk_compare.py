@@ -142,9 +142,9 @@ def median_round(rounds: list[dict], measure: str = "requests_per_s") -> dict:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def median_ratio(rounds: list[dict], reference: list[dict]) -> float:
-    """The median over rounds of req/s against the reference's req/s in the same round."""
-    ratios = sorted(r["requests_per_s"] / ref["requests_per_s"] for r, ref in zip(rounds, reference))
+def median_ratio(rounds: list[dict], reference: list[dict], measure: str = "requests_per_s") -> float:
+    """The median over rounds of ``measure`` against the reference's in the same round."""
+    ratios = sorted(r[measure] / ref[measure] for r, ref in zip(rounds, reference))
     middle = len(ratios) // 2
     return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
